@@ -1,0 +1,95 @@
+//! auth-service configuration: every setting is an environment variable and a flag
+//! (`auth-service --help`), validated before anything starts.
+
+use std::{net::SocketAddr, time::Duration};
+
+use clap::Parser;
+use pair_common::duration::parse_duration;
+
+/// Users, sessions and JWT token pairs over gRPC.
+#[derive(Debug, Clone, Parser)]
+#[command(name = "auth-service", version, about)]
+pub struct Config {
+    /// Address the gRPC server listens on.
+    #[arg(long, env = "AUTH_LISTEN_ADDR", default_value = "127.0.0.1:50051")]
+    pub listen_addr: SocketAddr,
+
+    /// User database: `postgres://…`, or `sqlite://…`; unset means an embedded SQLite
+    /// file under ./data/.
+    #[arg(long, env = "AUTH_DATABASE_URL", hide_env_values = true)]
+    pub database_url: Option<String>,
+
+    /// Token store: `redis://…`; unset means an in-process token store.
+    #[arg(long, env = "AUTH_REDIS_URL", hide_env_values = true)]
+    pub redis_url: Option<String>,
+
+    /// Redis logical database holding the active refresh tokens of each user.
+    #[arg(long, env = "AUTH_REDIS_REFRESH_DB", default_value_t = 1)]
+    pub redis_refresh_db: u8,
+
+    /// Redis logical database holding the blocked access tokens.
+    #[arg(long, env = "AUTH_REDIS_BLOCKLIST_DB", default_value_t = 2)]
+    pub redis_blocklist_db: u8,
+
+    /// HS256 signing secret, at least 32 bytes; unset means a random secret per start
+    /// (every token dies with the process).
+    #[arg(long, env = "AUTH_JWT_SECRET", hide_env_values = true)]
+    pub jwt_secret: Option<String>,
+
+    /// The `iss` claim of issued tokens, checked on every token presented.
+    #[arg(long, env = "AUTH_JWT_ISSUER", default_value = "auth-service")]
+    pub jwt_issuer: String,
+
+    /// Lifetime of access tokens.
+    #[arg(long, env = "AUTH_ACCESS_TOKEN_TTL", default_value = "15m", value_parser = parse_duration)]
+    pub access_token_ttl: Duration,
+
+    /// Lifetime of refresh tokens; a session ends after this long without a refresh.
+    #[arg(long, env = "AUTH_REFRESH_TOKEN_TTL", default_value = "30d", value_parser = parse_duration)]
+    pub refresh_token_ttl: Duration,
+
+    /// Password hashes computed at once; unset means max(1, cores - 1), leaving a core
+    /// for token checks during a flood of logins.
+    #[arg(long, env = "AUTH_HASH_CONCURRENCY")]
+    pub hash_concurrency: Option<usize>,
+
+    /// Calls that may wait for a hashing slot; past that they get RESOURCE_EXHAUSTED.
+    #[arg(long, env = "AUTH_HASH_QUEUE", default_value_t = 64)]
+    pub hash_queue: usize,
+
+    /// Deadline for a store (database, Redis) to answer one operation.
+    #[arg(long, env = "AUTH_STORE_TIMEOUT", default_value = "2s", value_parser = parse_duration)]
+    pub store_timeout: Duration,
+}
+
+impl Config {
+    /// Checks what clap cannot: relations between settings and the secret's strength.
+    pub fn validate(&self) -> Result<(), String> {
+        if let Some(secret) = &self.jwt_secret {
+            if secret.len() < 32 {
+                return Err("AUTH_JWT_SECRET must be at least 32 bytes long".into());
+            }
+        }
+        if self.access_token_ttl >= self.refresh_token_ttl {
+            return Err("AUTH_ACCESS_TOKEN_TTL must be shorter than AUTH_REFRESH_TOKEN_TTL".into());
+        }
+        if self.redis_refresh_db == self.redis_blocklist_db {
+            return Err(
+                "AUTH_REDIS_REFRESH_DB and AUTH_REDIS_BLOCKLIST_DB must name different databases"
+                    .into(),
+            );
+        }
+        if self.hash_concurrency == Some(0) {
+            return Err("AUTH_HASH_CONCURRENCY must be at least 1".into());
+        }
+        Ok(())
+    }
+
+    /// Hashing permits: the configured number, else max(1, cores - 1).
+    pub fn hash_permits(&self) -> usize {
+        self.hash_concurrency.unwrap_or_else(|| {
+            let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+            cores.saturating_sub(1).max(1)
+        })
+    }
+}

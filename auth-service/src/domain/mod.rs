@@ -1,0 +1,38 @@
+//! The domain of auth-service: validated values (DESIGN.md §5) and the user they make.
+
+mod common_passwords;
+mod credentials;
+
+pub use credentials::{
+    Email, NewUser, Password, Username, parse_profile_change, parse_registration,
+};
+
+use chrono::{DateTime, Utc};
+use uuid::Uuid;
+
+/// A stored user, as the rest of the service sees it. The hash stays in the store layer
+/// except where a password is checked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct User {
+    pub id: Uuid,
+    pub username: String,
+    pub email: String,
+    pub create_time: DateTime<Utc>,
+    pub update_time: DateTime<Utc>,
+}
+
+/// A user with the PHC string of their password hash, for Login and ChangePassword.
+#[derive(Clone)]
+pub struct UserWithHash {
+    pub user: User,
+    pub password_hash: String,
+}
+
+impl std::fmt::Debug for UserWithHash {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UserWithHash")
+            .field("user", &self.user)
+            .field("password_hash", &"<redacted>")
+            .finish()
+    }
+}

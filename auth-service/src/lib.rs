@@ -1,0 +1,167 @@
+//! auth-service: users, sessions and JWT token pairs over gRPC (DESIGN.md §3-§7).
+//!
+//! `Application::build(config)` connects the stores and binds the listener;
+//! `run_until_stopped(shutdown)` serves until the shutdown future resolves. `main.rs`
+//! and the tests run exactly this.
+
+pub mod config;
+pub mod domain;
+pub mod error;
+pub mod grpc;
+pub mod password;
+pub mod service;
+pub mod store;
+pub mod tokens;
+
+use std::{future::Future, net::SocketAddr, sync::Arc};
+
+use pair_common::{
+    grpc::{bind, serve, with_reflection},
+    sql::SqlPool,
+};
+use pair_proto::auth::v1::{
+    auth_service_server::AuthServiceServer,
+    introspection_service_server::IntrospectionServiceServer,
+};
+use tokio::net::TcpListener;
+use tonic::service::Routes;
+
+pub use config::Config;
+
+use crate::{
+    grpc::AuthGrpc,
+    password::PasswordHasher,
+    service::AuthCore,
+    store::{MIGRATIONS, MemoryTokenStore, RedisTokenStore, SqlUserStore, TokenStore, UserStore},
+    tokens::TokenCodec,
+};
+
+/// The full names of the services this server offers, as health and reflection list them.
+pub const SERVICE_NAMES: &[&str] = &["auth.v1.AuthService", "auth.v1.IntrospectionService"];
+
+/// Largest request accepted: Register with a 1024-character password is far below it.
+const MAX_MESSAGE_BYTES: usize = 64 * 1024;
+
+/// A built auth-service: stores connected, listener bound, not yet serving.
+pub struct Application {
+    listener: TcpListener,
+    routes: Routes,
+    core: AuthCore,
+}
+
+impl Application {
+    /// Validates `config`, connects the stores (applying migrations) and binds the
+    /// listener (port 0 picks a free port).
+    pub async fn build(config: Config) -> anyhow::Result<Self> {
+        config.validate().map_err(anyhow::Error::msg)?;
+        let secret = match &config.jwt_secret {
+            Some(secret) => secret.as_bytes().to_vec(),
+            None => {
+                tracing::warn!(
+                    "AUTH_JWT_SECRET is unset: using a random secret, so every token dies with this process"
+                );
+                random_secret()?
+            }
+        };
+        let codec = TokenCodec::new(
+            &secret,
+            &config.jwt_issuer,
+            config.access_token_ttl,
+            config.refresh_token_ttl,
+        );
+        let users = connect_users(&config).await?;
+        let tokens = connect_tokens(&config).await?;
+        let hasher = PasswordHasher::new(config.hash_permits(), config.hash_queue)?;
+        let core = AuthCore::new(users, tokens, hasher, codec);
+        let grpc = AuthGrpc::new(core.clone());
+
+        let (reporter, health) = tonic_health::server::health_reporter();
+        let routes = Routes::new(health)
+            .add_service(
+                AuthServiceServer::new(grpc.clone()).max_decoding_message_size(MAX_MESSAGE_BYTES),
+            )
+            .add_service(
+                IntrospectionServiceServer::new(grpc).max_decoding_message_size(MAX_MESSAGE_BYTES),
+            );
+        let routes = with_reflection(routes, SERVICE_NAMES)?;
+        let probe_core = core.clone();
+        pair_common::health::spawn_monitor(reporter, SERVICE_NAMES, move || {
+            let core = probe_core.clone();
+            async move { core.ping().await }
+        });
+
+        let listener = bind(config.listen_addr, "AUTH_LISTEN_ADDR").await?;
+        Ok(Self {
+            listener,
+            routes,
+            core,
+        })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.listener
+            .local_addr()
+            .unwrap_or_else(|_| SocketAddr::from(([127, 0, 0, 1], 0)))
+    }
+
+    /// The transport-free service, for in-process callers.
+    pub fn core(&self) -> &AuthCore {
+        &self.core
+    }
+
+    /// Serves until `shutdown` resolves, then finishes the calls in flight.
+    pub async fn run_until_stopped(
+        self,
+        shutdown: impl Future<Output = ()> + Send,
+    ) -> anyhow::Result<()> {
+        tracing::info!(addr = %self.local_addr(), "auth-service listening");
+        serve(self.routes, self.listener, shutdown).await
+    }
+}
+
+async fn connect_users(config: &Config) -> anyhow::Result<Arc<dyn UserStore>> {
+    let pool = SqlPool::connect(
+        config.database_url.as_deref(),
+        "auth.db",
+        "AUTH_DATABASE_URL",
+        config.store_timeout,
+        &MIGRATIONS,
+    )
+    .await?;
+    tracing::info!(backend = pool.backend(), "user database ready");
+    Ok(Arc::new(SqlUserStore::new(pool)))
+}
+
+async fn connect_tokens(config: &Config) -> anyhow::Result<Arc<dyn TokenStore>> {
+    match config.redis_url.as_deref() {
+        Some(url) if url.starts_with("redis://") || url.starts_with("rediss://") => {
+            let store = RedisTokenStore::connect(
+                url,
+                config.redis_refresh_db,
+                config.redis_blocklist_db,
+                config.refresh_token_ttl,
+                config.store_timeout,
+            )
+            .await?;
+            tracing::info!("token store: Redis");
+            Ok(Arc::new(store))
+        }
+        Some(url) => anyhow::bail!(
+            "AUTH_REDIS_URL has an unsupported scheme `{}`: use redis:// or rediss://, or leave it unset",
+            url.split(':').next().unwrap_or_default()
+        ),
+        None => {
+            tracing::warn!(
+                "AUTH_REDIS_URL is unset: tokens are kept in process memory, so every session ends when auth-service stops"
+            );
+            Ok(Arc::new(MemoryTokenStore::new(config.refresh_token_ttl)))
+        }
+    }
+}
+
+fn random_secret() -> anyhow::Result<Vec<u8>> {
+    let mut secret = vec![0u8; 32];
+    getrandom::fill(&mut secret)
+        .map_err(|e| anyhow::anyhow!("no operating system randomness for the JWT secret: {e}"))?;
+    Ok(secret)
+}

@@ -1,0 +1,368 @@
+//! What auth-service does, free of transport: every RPC is one method here.
+
+use std::sync::Arc;
+
+use chrono::Utc;
+use pair_common::grpc::FieldViolation;
+use uuid::Uuid;
+
+use crate::{
+    domain::{self, Password, User},
+    error::AuthError,
+    password::PasswordHasher,
+    store::{NewSession, Rotation, SessionInfo, TokenStore, UserStore},
+    tokens::{Claims, IssuedPair, TokenCodec, TokenUse},
+};
+
+/// Longest username or password Login will look at; longer is refused before hashing.
+const LOGIN_USERNAME_MAX: usize = 254;
+const LOGIN_PASSWORD_MAX: usize = 1024;
+/// Longest `user-agent` kept for a session.
+const USER_AGENT_MAX: usize = 256;
+
+/// The caller of an authenticated RPC, from a verified, live access token.
+#[derive(Debug, Clone)]
+pub struct Principal {
+    pub claims: Claims,
+    pub username: String,
+}
+
+/// The service: stores, hasher and token codec, shared by every call.
+#[derive(Clone)]
+pub struct AuthCore {
+    users: Arc<dyn UserStore>,
+    tokens: Arc<dyn TokenStore>,
+    hasher: PasswordHasher,
+    codec: TokenCodec,
+}
+
+impl AuthCore {
+    pub fn new(
+        users: Arc<dyn UserStore>,
+        tokens: Arc<dyn TokenStore>,
+        hasher: PasswordHasher,
+        codec: TokenCodec,
+    ) -> Self {
+        Self {
+            users,
+            tokens,
+            hasher,
+            codec,
+        }
+    }
+
+    pub async fn register(
+        &self,
+        username: &str,
+        email: &str,
+        password: &str,
+    ) -> Result<User, AuthError> {
+        let new =
+            domain::parse_registration(username, email, password).map_err(AuthError::Validation)?;
+        let password_hash = self.hasher.hash(&new.password).await?;
+        let now = Utc::now();
+        let user = User {
+            id: Uuid::now_v7(),
+            username: new.username.as_str().to_owned(),
+            email: new.email.as_str().to_owned(),
+            create_time: now,
+            update_time: now,
+        };
+        self.users.insert(&user, &password_hash).await?;
+        tracing::info!(user_id = %user.id, "user registered");
+        Ok(user)
+    }
+
+    pub async fn login(
+        &self,
+        username: &str,
+        password: &str,
+        user_agent: &str,
+    ) -> Result<(IssuedPair, User), AuthError> {
+        let mut violations = Vec::new();
+        check_present(&mut violations, "username", username, LOGIN_USERNAME_MAX);
+        check_present(&mut violations, "password", password, LOGIN_PASSWORD_MAX);
+        if !violations.is_empty() {
+            return Err(AuthError::Validation(violations));
+        }
+        let found = self.users.find_by_username(username).await?;
+        let hash = found.as_ref().map(|f| f.password_hash.as_str());
+        if !self.hasher.verify(password, hash).await? {
+            tracing::info!("login refused: wrong username or password");
+            return Err(AuthError::InvalidCredentials);
+        }
+        let user = found.map(|f| f.user).ok_or(AuthError::InvalidCredentials)?;
+        let pair = self
+            .codec
+            .issue_pair(user.id, Uuid::now_v7())
+            .map_err(AuthError::Internal)?;
+        let user_agent: String = user_agent.chars().take(USER_AGENT_MAX).collect();
+        self.tokens
+            .open_session(NewSession {
+                access: &pair.access,
+                refresh: &pair.refresh,
+                username: &user.username,
+                user_agent: &user_agent,
+            })
+            .await?;
+        tracing::info!(user_id = %user.id, session_id = %pair.access.sid, "session opened");
+        Ok((pair, user))
+    }
+
+    pub async fn refresh(&self, refresh_token: &str) -> Result<IssuedPair, AuthError> {
+        if refresh_token.is_empty() {
+            return Err(AuthError::invalid("refresh_token", "must not be empty"));
+        }
+        let claims = self.codec.verify(refresh_token, TokenUse::Refresh).ok_or(
+            AuthError::Unauthenticated("refresh token is invalid, expired or revoked"),
+        )?;
+        match self.rotate(&claims, claims.jti, true).await? {
+            (Rotation::Rotated, Some(pair)) => Ok(pair),
+            (Rotation::Reused, _) => {
+                tracing::warn!(user_id = %claims.sub, session_id = %claims.sid,
+                    "a rotated refresh token was presented again: session revoked");
+                Err(AuthError::Unauthenticated(
+                    "refresh token was already used: the session is revoked",
+                ))
+            }
+            _ => Err(AuthError::Unauthenticated(
+                "refresh token is invalid, expired or revoked",
+            )),
+        }
+    }
+
+    /// A new pair for the session of `claims`, if `expected_refresh` is still current.
+    async fn rotate(
+        &self,
+        claims: &Claims,
+        expected_refresh: Uuid,
+        reuse_is_theft: bool,
+    ) -> Result<(Rotation, Option<IssuedPair>), AuthError> {
+        let pair = self
+            .codec
+            .issue_pair(claims.sub, claims.sid)
+            .map_err(AuthError::Internal)?;
+        let outcome = self
+            .tokens
+            .rotate(
+                claims.sub,
+                claims.sid,
+                expected_refresh,
+                &pair.access,
+                &pair.refresh,
+                reuse_is_theft,
+            )
+            .await?;
+        Ok(match outcome {
+            Rotation::Rotated => (outcome, Some(pair)),
+            other => (other, None),
+        })
+    }
+
+    /// Rotates the caller's own session (after a profile or password change).
+    async fn rotate_current(&self, principal: &Principal) -> Result<IssuedPair, AuthError> {
+        match self
+            .rotate(&principal.claims, principal.claims.twin, false)
+            .await?
+        {
+            (Rotation::Rotated, Some(pair)) => Ok(pair),
+            _ => Err(AuthError::Unauthenticated("the session was revoked")),
+        }
+    }
+
+    /// The principal of a bare access token, if it is active.
+    pub async fn introspect(&self, token: &str) -> Result<Option<Principal>, AuthError> {
+        if token.is_empty() {
+            return Err(AuthError::invalid("token", "must not be empty"));
+        }
+        let Some(claims) = self.codec.verify(token, TokenUse::Access) else {
+            return Ok(None);
+        };
+        let username = self.tokens.check_access(&claims).await?;
+        Ok(username.map(|username| Principal { claims, username }))
+    }
+
+    /// The caller behind an `authorization` metadata value.
+    pub async fn authenticate(&self, authorization: Option<&str>) -> Result<Principal, AuthError> {
+        let header = authorization.ok_or(AuthError::Unauthenticated(
+            "missing authorization metadata: send `authorization: Bearer <access_token>`",
+        ))?;
+        let token = bearer_token(header).ok_or(AuthError::Unauthenticated(
+            "authorization metadata must be `Bearer <access_token>`",
+        ))?;
+        let Some(claims) = self.codec.verify(token, TokenUse::Access) else {
+            return Err(AuthError::Unauthenticated(
+                "access token is invalid, expired or revoked",
+            ));
+        };
+        match self.tokens.check_access(&claims).await? {
+            Some(username) => Ok(Principal { claims, username }),
+            None => Err(AuthError::Unauthenticated(
+                "access token is invalid, expired or revoked",
+            )),
+        }
+    }
+
+    pub async fn profile(&self, principal: &Principal) -> Result<User, AuthError> {
+        self.users
+            .find_by_id(principal.claims.sub)
+            .await?
+            .map(|found| found.user)
+            .ok_or(AuthError::Unauthenticated("the user no longer exists"))
+    }
+
+    pub async fn update_profile(
+        &self,
+        principal: &Principal,
+        username: Option<&str>,
+        email: Option<&str>,
+    ) -> Result<(User, IssuedPair), AuthError> {
+        let (username, email) =
+            domain::parse_profile_change(username, email).map_err(AuthError::Validation)?;
+        let user = self
+            .users
+            .update_profile(
+                principal.claims.sub,
+                username.as_ref(),
+                email.as_ref(),
+                Utc::now(),
+            )
+            .await?
+            .ok_or(AuthError::Unauthenticated("the user no longer exists"))?;
+        if username.is_some() {
+            self.tokens.set_username(user.id, &user.username).await?;
+        }
+        let pair = self.rotate_current(principal).await?;
+        tracing::info!(user_id = %user.id, "profile updated");
+        Ok((user, pair))
+    }
+
+    pub async fn change_password(
+        &self,
+        principal: &Principal,
+        current: &str,
+        new: &str,
+    ) -> Result<IssuedPair, AuthError> {
+        let mut violations = Vec::new();
+        check_present(
+            &mut violations,
+            "current_password",
+            current,
+            LOGIN_PASSWORD_MAX,
+        );
+        let new = Password::parse(new, Some(&principal.username))
+            .map_err(|why| violations.push(FieldViolation::new("new_password", why)))
+            .ok();
+        let Some(new) = new.filter(|_| violations.is_empty()) else {
+            return Err(AuthError::Validation(violations));
+        };
+        let found = self
+            .users
+            .find_by_id(principal.claims.sub)
+            .await?
+            .ok_or(AuthError::Unauthenticated("the user no longer exists"))?;
+        if !self
+            .hasher
+            .verify(current, Some(&found.password_hash))
+            .await?
+        {
+            return Err(AuthError::Unauthenticated("current_password is wrong"));
+        }
+        let hash = self.hasher.hash(&new).await?;
+        self.users
+            .set_password_hash(found.user.id, &hash, Utc::now())
+            .await?;
+        let pair = self.rotate_current(principal).await?;
+        let revoked = self
+            .tokens
+            .revoke_all(found.user.id, Some(principal.claims.sid))
+            .await?;
+        tracing::info!(user_id = %found.user.id, revoked, "password changed; other sessions revoked");
+        Ok(pair)
+    }
+
+    pub async fn logout(&self, principal: &Principal) -> Result<(), AuthError> {
+        self.tokens
+            .revoke_session(principal.claims.sub, principal.claims.sid)
+            .await?;
+        tracing::info!(user_id = %principal.claims.sub, session_id = %principal.claims.sid, "logged out");
+        Ok(())
+    }
+
+    pub async fn logout_all(&self, principal: &Principal) -> Result<u32, AuthError> {
+        let revoked = self.tokens.revoke_all(principal.claims.sub, None).await?;
+        tracing::info!(user_id = %principal.claims.sub, revoked, "logged out of every session");
+        Ok(revoked)
+    }
+
+    pub async fn sessions(&self, principal: &Principal) -> Result<Vec<SessionInfo>, AuthError> {
+        Ok(self.tokens.list_sessions(principal.claims.sub).await?)
+    }
+
+    pub async fn revoke_session(
+        &self,
+        principal: &Principal,
+        session_id: &str,
+    ) -> Result<(), AuthError> {
+        let session_id = parse_id("session_id", session_id)?;
+        if self
+            .tokens
+            .revoke_session(principal.claims.sub, session_id)
+            .await?
+        {
+            Ok(())
+        } else {
+            Err(AuthError::NotFound("session"))
+        }
+    }
+
+    /// Succeeds while both stores answer (for the health service).
+    pub async fn ping(&self) -> Result<(), String> {
+        let (users, tokens) = tokio::join!(self.users.ping(), self.tokens.ping());
+        users.map_err(|e| format!("user database: {e}"))?;
+        tokens.map_err(|e| format!("token store: {e}"))?;
+        Ok(())
+    }
+}
+
+/// The token of `Bearer <token>` (scheme case-insensitive, RFC 6750).
+fn bearer_token(header: &str) -> Option<&str> {
+    let (scheme, token) = header.split_once(' ')?;
+    let token = token.trim();
+    (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)
+}
+
+fn check_present(
+    violations: &mut Vec<FieldViolation>,
+    field: &'static str,
+    value: &str,
+    max: usize,
+) {
+    if value.is_empty() {
+        violations.push(FieldViolation::new(field, "must not be empty"));
+    } else if value.chars().count() > max {
+        violations.push(FieldViolation::new(
+            field,
+            format!("must be at most {max} characters long"),
+        ));
+    }
+}
+
+/// A UUID from a request field, or INVALID_ARGUMENT naming the field.
+pub fn parse_id(field: &'static str, raw: &str) -> Result<Uuid, AuthError> {
+    Uuid::try_parse(raw).map_err(|_| AuthError::invalid(field, "must be a UUID"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bearer_tokens_are_read_from_the_header_whatever_the_scheme_case() {
+        assert_eq!(bearer_token("Bearer abc"), Some("abc"));
+        assert_eq!(bearer_token("bearer abc"), Some("abc"));
+        assert_eq!(bearer_token("Basic abc"), None);
+        assert_eq!(bearer_token("Bearer "), None);
+        assert_eq!(bearer_token("abc"), None);
+    }
+}

@@ -1,0 +1,468 @@
+//! `TokenStore` in process memory, for the embedded default: the same model and the same
+//! semantics as the Redis store (see `redis.rs`), in two separate maps. Sessions do not
+//! survive a restart. Each map sits behind a plain mutex that is never held across an
+//! await, which also makes every operation atomic as the Redis scripts are. Expired
+//! entries are dropped on access and swept every few seconds, so nothing accumulates.
+
+use std::{
+    collections::HashMap,
+    sync::{Arc, Mutex, MutexGuard, Weak},
+    time::{Duration, Instant},
+};
+
+use async_trait::async_trait;
+use uuid::Uuid;
+
+use super::sessions::{NewSession, Rotation, SessionInfo, TokenStore};
+use crate::{
+    error::StoreError,
+    tokens::{Claims, remaining_ms},
+};
+
+const SWEEP_INTERVAL: Duration = Duration::from_secs(5);
+
+/// The current refresh token of a session: `auth:refresh:{uid}:<jti>` of the Redis model.
+#[derive(Debug, Clone)]
+struct RefreshEntry {
+    session_id: Uuid,
+    access_jti: Uuid,
+    access_exp: u64,
+    create_time: u64,
+    refresh_exp: u64,
+    user_agent: String,
+    expires: Instant,
+}
+
+/// Per-user index (`auth:sessions:{uid}`) and current username (`auth:username:{uid}`).
+#[derive(Debug, Default)]
+struct UserEntry {
+    sessions: HashMap<Uuid, Uuid>,
+    username: String,
+    expires: Option<Instant>,
+}
+
+/// The refresh "database".
+#[derive(Debug, Default)]
+struct RefreshDb {
+    tokens: HashMap<(Uuid, Uuid), RefreshEntry>,
+    users: HashMap<Uuid, UserEntry>,
+}
+
+/// The blocklist "database": (user, access jti) until its expiry.
+type BlockDb = HashMap<(Uuid, Uuid), Instant>;
+
+#[derive(Debug, Default)]
+struct Maps {
+    refresh: Mutex<RefreshDb>,
+    blocked: Mutex<BlockDb>,
+}
+
+/// Sessions and blocked tokens in this process.
+#[derive(Clone, Debug)]
+pub struct MemoryTokenStore {
+    maps: Arc<Maps>,
+    refresh_ttl: Duration,
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    // A panic while holding the lock cannot leave these maps half-written in a way that
+    // matters more than losing the store; keep serving.
+    mutex
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+fn expiry_of(exp: u64) -> Instant {
+    Instant::now() + Duration::from_millis(remaining_ms(exp))
+}
+
+impl RefreshDb {
+    fn live_token(&mut self, user: Uuid, jti: Uuid, now: Instant) -> Option<&RefreshEntry> {
+        if self
+            .tokens
+            .get(&(user, jti))
+            .is_some_and(|e| e.expires <= now)
+        {
+            self.tokens.remove(&(user, jti));
+        }
+        self.tokens.get(&(user, jti))
+    }
+
+    fn live_user(&mut self, user: Uuid, now: Instant) -> Option<&mut UserEntry> {
+        if self
+            .users
+            .get(&user)
+            .is_some_and(|u| u.expires.is_some_and(|e| e <= now))
+        {
+            self.users.remove(&user);
+        }
+        self.users.get_mut(&user)
+    }
+
+    /// Deletes the session's current refresh token and index entry; returns the access
+    /// twin `(jti, exp)` if the token was still live.
+    fn remove_session(&mut self, user: Uuid, session: Uuid, now: Instant) -> Option<(Uuid, u64)> {
+        let refresh_jti = self.live_user(user, now)?.sessions.remove(&session)?;
+        let entry = self.tokens.remove(&(user, refresh_jti))?;
+        (entry.expires > now).then_some((entry.access_jti, entry.access_exp))
+    }
+
+    fn sweep(&mut self, now: Instant) {
+        self.tokens.retain(|_, entry| entry.expires > now);
+        self.users
+            .retain(|_, user| user.expires.is_none_or(|e| e > now));
+    }
+}
+
+impl MemoryTokenStore {
+    /// A new, empty store, with a sweeper task that ends when the store is dropped.
+    pub fn new(refresh_ttl: Duration) -> Self {
+        let maps = Arc::new(Maps::default());
+        let weak: Weak<Maps> = Arc::downgrade(&maps);
+        tokio::spawn(async move {
+            let mut ticker = tokio::time::interval(SWEEP_INTERVAL);
+            loop {
+                ticker.tick().await;
+                let Some(maps) = weak.upgrade() else { break };
+                let now = Instant::now();
+                lock(&maps.refresh).sweep(now);
+                lock(&maps.blocked).retain(|_, expires| *expires > now);
+            }
+        });
+        Self { maps, refresh_ttl }
+    }
+
+    fn block(&self, user: Uuid, tokens: impl IntoIterator<Item = (Uuid, u64)>) {
+        let mut blocked = lock(&self.maps.blocked);
+        for (jti, exp) in tokens {
+            blocked.insert((user, jti), expiry_of(exp));
+        }
+    }
+
+    /// How many entries each map holds (including not yet swept expired ones).
+    pub fn entry_counts(&self) -> (usize, usize) {
+        let refresh = lock(&self.maps.refresh);
+        (
+            refresh.tokens.len() + refresh.users.len(),
+            lock(&self.maps.blocked).len(),
+        )
+    }
+
+    /// Drops every expired entry now (the sweeper does this every few seconds).
+    pub fn sweep(&self) {
+        let now = Instant::now();
+        lock(&self.maps.refresh).sweep(now);
+        lock(&self.maps.blocked).retain(|_, expires| *expires > now);
+    }
+}
+
+#[async_trait]
+impl TokenStore for MemoryTokenStore {
+    async fn open_session(&self, session: NewSession<'_>) -> Result<(), StoreError> {
+        let (access, refresh) = (session.access, session.refresh);
+        let now = Instant::now();
+        let expires = now + self.refresh_ttl;
+        let mut db = lock(&self.maps.refresh);
+        db.tokens.insert(
+            (refresh.sub, refresh.jti),
+            RefreshEntry {
+                session_id: refresh.sid,
+                access_jti: access.jti,
+                access_exp: access.exp,
+                create_time: refresh.iat,
+                refresh_exp: refresh.exp,
+                user_agent: session.user_agent.to_owned(),
+                expires: expiry_of(refresh.exp),
+            },
+        );
+        db.live_user(refresh.sub, now);
+        let user = db.users.entry(refresh.sub).or_default();
+        user.sessions.insert(refresh.sid, refresh.jti);
+        user.username = session.username.to_owned();
+        user.expires = Some(expires);
+        Ok(())
+    }
+
+    async fn check_access(&self, access: &Claims) -> Result<Option<String>, StoreError> {
+        let now = Instant::now();
+        let blocked = lock(&self.maps.blocked)
+            .get(&(access.sub, access.jti))
+            .is_some_and(|expires| *expires > now);
+        if blocked {
+            return Ok(None);
+        }
+        let mut db = lock(&self.maps.refresh);
+        let live = db
+            .live_token(access.sub, access.twin, now)
+            .is_some_and(|e| e.session_id == access.sid && e.access_jti == access.jti);
+        if !live {
+            return Ok(None);
+        }
+        Ok(db
+            .live_user(access.sub, now)
+            .map(|user| user.username.clone()))
+    }
+
+    async fn rotate(
+        &self,
+        user_id: Uuid,
+        session_id: Uuid,
+        expected_refresh: Uuid,
+        next_access: &Claims,
+        next_refresh: &Claims,
+        reuse_is_theft: bool,
+    ) -> Result<Rotation, StoreError> {
+        let now = Instant::now();
+        let (outcome, to_block) = {
+            let mut db = lock(&self.maps.refresh);
+            let current = db
+                .live_user(user_id, now)
+                .and_then(|user| user.sessions.get(&session_id).copied());
+            match current {
+                None => (Rotation::Gone, None),
+                Some(current) if current != expected_refresh => {
+                    if reuse_is_theft {
+                        (
+                            Rotation::Reused,
+                            db.remove_session(user_id, session_id, now),
+                        )
+                    } else {
+                        (Rotation::Gone, None)
+                    }
+                }
+                Some(current) => match db.live_token(user_id, current, now).cloned() {
+                    None => {
+                        db.remove_session(user_id, session_id, now);
+                        (Rotation::Gone, None)
+                    }
+                    Some(old) => {
+                        db.tokens.remove(&(user_id, current));
+                        db.tokens.insert(
+                            (user_id, next_refresh.jti),
+                            RefreshEntry {
+                                access_jti: next_access.jti,
+                                access_exp: next_access.exp,
+                                refresh_exp: next_refresh.exp,
+                                expires: expiry_of(next_refresh.exp),
+                                ..old.clone()
+                            },
+                        );
+                        if let Some(user) = db.users.get_mut(&user_id) {
+                            user.sessions.insert(session_id, next_refresh.jti);
+                            user.expires = Some(now + self.refresh_ttl);
+                        }
+                        (Rotation::Rotated, Some((old.access_jti, old.access_exp)))
+                    }
+                },
+            }
+        };
+        self.block(user_id, to_block);
+        Ok(outcome)
+    }
+
+    async fn revoke_session(&self, user_id: Uuid, session_id: Uuid) -> Result<bool, StoreError> {
+        let revoked = lock(&self.maps.refresh).remove_session(user_id, session_id, Instant::now());
+        let found = revoked.is_some();
+        self.block(user_id, revoked);
+        Ok(found)
+    }
+
+    async fn revoke_all(&self, user_id: Uuid, except: Option<Uuid>) -> Result<u32, StoreError> {
+        let now = Instant::now();
+        let revoked: Vec<(Uuid, u64)> = {
+            let mut db = lock(&self.maps.refresh);
+            let sessions: Vec<Uuid> = db
+                .live_user(user_id, now)
+                .map(|user| {
+                    user.sessions
+                        .keys()
+                        .copied()
+                        .filter(|s| Some(*s) != except)
+                        .collect()
+                })
+                .unwrap_or_default();
+            sessions
+                .into_iter()
+                .filter_map(|session| db.remove_session(user_id, session, now))
+                .collect()
+        };
+        let count = u32::try_from(revoked.len()).unwrap_or(u32::MAX);
+        self.block(user_id, revoked);
+        Ok(count)
+    }
+
+    async fn list_sessions(&self, user_id: Uuid) -> Result<Vec<SessionInfo>, StoreError> {
+        let now = Instant::now();
+        let mut db = lock(&self.maps.refresh);
+        let index: Vec<(Uuid, Uuid)> = db
+            .live_user(user_id, now)
+            .map(|user| user.sessions.iter().map(|(s, r)| (*s, *r)).collect())
+            .unwrap_or_default();
+        let mut sessions: Vec<SessionInfo> = index
+            .into_iter()
+            .filter_map(|(session, refresh_jti)| {
+                db.live_token(user_id, refresh_jti, now)
+                    .map(|entry| SessionInfo {
+                        id: session,
+                        create_time: entry.create_time,
+                        expire_time: entry.refresh_exp,
+                        user_agent: entry.user_agent.clone(),
+                    })
+            })
+            .collect();
+        sessions.sort_by(|a, b| b.create_time.cmp(&a.create_time).then(b.id.cmp(&a.id)));
+        Ok(sessions)
+    }
+
+    async fn set_username(&self, user_id: Uuid, username: &str) -> Result<(), StoreError> {
+        if let Some(user) = lock(&self.maps.refresh).live_user(user_id, Instant::now()) {
+            user.username = username.to_owned();
+        }
+        Ok(())
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tokens::{TokenUse, now};
+
+    fn claims(
+        user: Uuid,
+        session: Uuid,
+        token_use: TokenUse,
+        jti: Uuid,
+        twin: Uuid,
+        exp: u64,
+    ) -> Claims {
+        Claims {
+            iss: "test".into(),
+            sub: user,
+            sid: session,
+            jti,
+            twin,
+            token_use,
+            iat: now().0,
+            exp,
+        }
+    }
+
+    #[tokio::test]
+    async fn expired_entries_are_removed_not_just_ignored() {
+        let store = MemoryTokenStore::new(Duration::from_secs(1));
+        let (user, session) = (Uuid::now_v7(), Uuid::now_v7());
+        let (access_jti, refresh_jti) = (Uuid::now_v7(), Uuid::now_v7());
+        let exp = now().0 + 1;
+        let access = claims(
+            user,
+            session,
+            TokenUse::Access,
+            access_jti,
+            refresh_jti,
+            exp,
+        );
+        let refresh = claims(
+            user,
+            session,
+            TokenUse::Refresh,
+            refresh_jti,
+            access_jti,
+            exp,
+        );
+        store
+            .open_session(NewSession {
+                access: &access,
+                refresh: &refresh,
+                username: "ann",
+                user_agent: "test",
+            })
+            .await
+            .unwrap();
+        assert_eq!(
+            store.check_access(&access).await.unwrap().as_deref(),
+            Some("ann")
+        );
+        // Rotating blocks the old access token, filling the blocklist map too.
+        let (next_access_jti, next_refresh_jti) = (Uuid::now_v7(), Uuid::now_v7());
+        let next_access = claims(
+            user,
+            session,
+            TokenUse::Access,
+            next_access_jti,
+            next_refresh_jti,
+            exp,
+        );
+        let next_refresh = claims(
+            user,
+            session,
+            TokenUse::Refresh,
+            next_refresh_jti,
+            next_access_jti,
+            exp,
+        );
+        let rotated = store
+            .rotate(
+                user,
+                session,
+                refresh_jti,
+                &next_access,
+                &next_refresh,
+                true,
+            )
+            .await
+            .unwrap();
+        assert_eq!(rotated, Rotation::Rotated);
+        assert_eq!(store.entry_counts(), (2, 1));
+
+        tokio::time::sleep(Duration::from_millis(2100)).await;
+        assert_eq!(store.check_access(&next_access).await.unwrap(), None);
+        store.sweep();
+        assert_eq!(store.entry_counts(), (0, 0));
+    }
+
+    #[tokio::test]
+    async fn a_second_rotation_with_the_same_token_is_reuse_and_ends_the_session() {
+        let store = MemoryTokenStore::new(Duration::from_secs(3600));
+        let (user, session) = (Uuid::now_v7(), Uuid::now_v7());
+        let ids: Vec<Uuid> = (0..6).map(|_| Uuid::now_v7()).collect();
+        let exp = now().0 + 3600;
+        let pair = |a: usize, r: usize| {
+            (
+                claims(user, session, TokenUse::Access, ids[a], ids[r], exp),
+                claims(user, session, TokenUse::Refresh, ids[r], ids[a], exp),
+            )
+        };
+        let (access, refresh) = pair(0, 1);
+        store
+            .open_session(NewSession {
+                access: &access,
+                refresh: &refresh,
+                username: "ann",
+                user_agent: "",
+            })
+            .await
+            .unwrap();
+        let (a2, r2) = pair(2, 3);
+        assert_eq!(
+            store
+                .rotate(user, session, ids[1], &a2, &r2, true)
+                .await
+                .unwrap(),
+            Rotation::Rotated
+        );
+        let (a3, r3) = pair(4, 5);
+        assert_eq!(
+            store
+                .rotate(user, session, ids[1], &a3, &r3, true)
+                .await
+                .unwrap(),
+            Rotation::Reused
+        );
+        assert_eq!(store.check_access(&a2).await.unwrap(), None);
+        assert!(store.list_sessions(user).await.unwrap().is_empty());
+    }
+}

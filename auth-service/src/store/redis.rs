@@ -1,0 +1,397 @@
+//! `TokenStore` on Redis, in two logical databases (DESIGN.md §4):
+//!
+//! refresh database (default 1), one hash tag `{<user_id>}` per user:
+//! - `auth:refresh:{uid}:<refresh_jti>`: hash `sid ajti aexp ctime rexp ua`, the current
+//!   refresh token of a session and its access twin; TTL = the refresh token's life.
+//! - `auth:sessions:{uid}`: hash `<sid> -> <refresh_jti>`, the per-user index; TTL = the
+//!   life of the user's newest refresh token (the longest).
+//! - `auth:username:{uid}`: the current username, for Introspect; same TTL as the index.
+//!
+//! blocklist database (default 2):
+//! - `auth:blocked:{uid}:<access_jti>`: TTL = the access token's remaining life.
+//!
+//! Every multi-key change of the refresh database is one Lua script (atomic), and the
+//! refresh database is the authority: an access token is active only if it is the twin
+//! named by a live refresh key, so a lost blocklist write cannot revive a token.
+
+use std::time::Duration;
+
+use anyhow::Context as _;
+use async_trait::async_trait;
+use redis::{
+    AsyncCommands as _, Client, IntoConnectionInfo as _, Script,
+    aio::{ConnectionManager, ConnectionManagerConfig},
+};
+use uuid::Uuid;
+
+use super::sessions::{NewSession, Rotation, SessionInfo, TokenStore};
+use crate::{
+    error::StoreError,
+    tokens::{Claims, remaining_ms},
+};
+
+/// The two connection managers (one per logical database) and the scripts.
+#[derive(Clone)]
+pub struct RedisTokenStore {
+    refresh: ConnectionManager,
+    blocklist: ConnectionManager,
+    refresh_ttl: Duration,
+    rotate: Script,
+    revoke: Script,
+    revoke_all: Script,
+}
+
+fn refresh_prefix(user: Uuid) -> String {
+    format!("auth:refresh:{{{user}}}:")
+}
+fn refresh_key(user: Uuid, refresh_jti: Uuid) -> String {
+    format!("auth:refresh:{{{user}}}:{refresh_jti}")
+}
+fn index_key(user: Uuid) -> String {
+    format!("auth:sessions:{{{user}}}")
+}
+fn username_key(user: Uuid) -> String {
+    format!("auth:username:{{{user}}}")
+}
+fn blocked_key(user: Uuid, access_jti: Uuid) -> String {
+    format!("auth:blocked:{{{user}}}:{access_jti}")
+}
+
+/// KEYS: index, old refresh, new refresh, username. ARGV: sid, expected refresh jti,
+/// new refresh jti, new access jti, new access exp, new refresh exp, ttl ms, refresh key
+/// prefix, reuse-is-theft flag. Returns {outcome, old access jti, old access exp}.
+const ROTATE: &str = r"
+local current = redis.call('HGET', KEYS[1], ARGV[1])
+if not current then return {'gone'} end
+if current ~= ARGV[2] then
+  if ARGV[9] ~= '1' then return {'gone'} end
+  local key = ARGV[8] .. current
+  local old = redis.call('HMGET', key, 'ajti', 'aexp')
+  redis.call('DEL', key)
+  redis.call('HDEL', KEYS[1], ARGV[1])
+  return {'reused', old[1] or '', old[2] or ''}
+end
+local old = redis.call('HMGET', KEYS[2], 'ajti', 'aexp', 'ctime', 'ua')
+if not old[1] then
+  redis.call('HDEL', KEYS[1], ARGV[1])
+  return {'gone'}
+end
+redis.call('DEL', KEYS[2])
+redis.call('HSET', KEYS[3], 'sid', ARGV[1], 'ajti', ARGV[4], 'aexp', ARGV[5],
+  'ctime', old[3], 'rexp', ARGV[6], 'ua', old[4])
+redis.call('PEXPIRE', KEYS[3], ARGV[7])
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[3])
+redis.call('PEXPIRE', KEYS[1], ARGV[7])
+redis.call('PEXPIRE', KEYS[4], ARGV[7])
+return {'rotated', old[1], old[2]}
+";
+
+/// KEYS: index. ARGV: sid, refresh key prefix. Returns {access jti, access exp} of the
+/// revoked session, or an empty list if it was not live.
+const REVOKE: &str = r"
+local current = redis.call('HGET', KEYS[1], ARGV[1])
+if not current then return {} end
+local key = ARGV[2] .. current
+local old = redis.call('HMGET', key, 'ajti', 'aexp')
+redis.call('DEL', key)
+redis.call('HDEL', KEYS[1], ARGV[1])
+if not old[1] then return {} end
+return {old[1], old[2]}
+";
+
+/// KEYS: index. ARGV: refresh key prefix, sid to keep (or ''). Returns a flat list of
+/// {access jti, access exp} of every session it revoked.
+const REVOKE_ALL: &str = r"
+local entries = redis.call('HGETALL', KEYS[1])
+local out = {}
+for i = 1, #entries, 2 do
+  local sid, rjti = entries[i], entries[i + 1]
+  if sid ~= ARGV[2] then
+    local key = ARGV[1] .. rjti
+    local old = redis.call('HMGET', key, 'ajti', 'aexp')
+    redis.call('DEL', key)
+    redis.call('HDEL', KEYS[1], sid)
+    if old[1] then
+      table.insert(out, old[1])
+      table.insert(out, old[2])
+    end
+  end
+end
+return out
+";
+
+fn classify(error: redis::RedisError) -> StoreError {
+    use redis::ErrorKind;
+    if error.is_io_error()
+        || error.is_timeout()
+        || error.is_connection_dropped()
+        || error.is_connection_refusal()
+        || matches!(
+            error.kind(),
+            ErrorKind::Io | ErrorKind::Client | ErrorKind::ClusterConnectionNotFound
+        )
+    {
+        StoreError::Unavailable(error.into())
+    } else {
+        StoreError::Other(error.into())
+    }
+}
+
+fn ms(duration: Duration) -> u64 {
+    u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
+}
+
+impl RedisTokenStore {
+    /// Connects one manager per logical database. Reconnects back off at most 1 s and
+    /// every command has `timeout`, so an outage is an error, never a hang.
+    pub async fn connect(
+        url: &str,
+        refresh_db: u8,
+        blocklist_db: u8,
+        refresh_ttl: Duration,
+        timeout: Duration,
+    ) -> anyhow::Result<Self> {
+        let manager = |db: u8| async move {
+            let info = url
+                .into_connection_info()
+                .context("AUTH_REDIS_URL is not a valid Redis URL")?;
+            let settings = info.redis_settings().clone().set_db(i64::from(db));
+            let client = Client::open(info.set_redis_settings(settings))
+                .context("AUTH_REDIS_URL is not a valid Redis URL")?;
+            let config = ConnectionManagerConfig::new()
+                .set_connection_timeout(Some(timeout))
+                .set_response_timeout(Some(timeout))
+                .set_max_delay(Duration::from_secs(1))
+                .set_number_of_retries(2);
+            ConnectionManager::new_with_config(client, config)
+                .await
+                .with_context(|| format!("AUTH_REDIS_URL: cannot connect to Redis (database {db})"))
+        };
+        Ok(Self {
+            refresh: manager(refresh_db).await?,
+            blocklist: manager(blocklist_db).await?,
+            refresh_ttl,
+            rotate: Script::new(ROTATE),
+            revoke: Script::new(REVOKE),
+            revoke_all: Script::new(REVOKE_ALL),
+        })
+    }
+
+    /// Blocks access tokens `(jti, exp)` until they expire.
+    async fn block(&self, user: Uuid, tokens: &[(String, String)]) -> Result<(), StoreError> {
+        let mut pipe = redis::pipe();
+        for (jti, exp) in tokens {
+            let (Ok(jti), Ok(exp)) = (jti.parse::<Uuid>(), exp.parse::<u64>()) else {
+                continue;
+            };
+            pipe.cmd("SET")
+                .arg(blocked_key(user, jti))
+                .arg(1)
+                .arg("PX")
+                .arg(remaining_ms(exp))
+                .ignore();
+        }
+        pipe.query_async::<()>(&mut self.blocklist.clone())
+            .await
+            .map_err(classify)
+    }
+}
+
+fn pairs(flat: Vec<String>) -> Vec<(String, String)> {
+    flat.chunks_exact(2)
+        .map(|pair| (pair[0].clone(), pair[1].clone()))
+        .collect()
+}
+
+#[async_trait]
+impl TokenStore for RedisTokenStore {
+    async fn open_session(&self, session: NewSession<'_>) -> Result<(), StoreError> {
+        let (access, refresh) = (session.access, session.refresh);
+        let user = refresh.sub;
+        let ttl = ms(self.refresh_ttl);
+        redis::pipe()
+            .atomic()
+            .hset_multiple(
+                refresh_key(user, refresh.jti),
+                &[
+                    ("sid", refresh.sid.to_string()),
+                    ("ajti", access.jti.to_string()),
+                    ("aexp", access.exp.to_string()),
+                    ("ctime", refresh.iat.to_string()),
+                    ("rexp", refresh.exp.to_string()),
+                    ("ua", session.user_agent.to_owned()),
+                ],
+            )
+            .ignore()
+            .cmd("PEXPIRE")
+            .arg(refresh_key(user, refresh.jti))
+            .arg(ttl)
+            .ignore()
+            .hset(
+                index_key(user),
+                refresh.sid.to_string(),
+                refresh.jti.to_string(),
+            )
+            .ignore()
+            .cmd("PEXPIRE")
+            .arg(index_key(user))
+            .arg(ttl)
+            .ignore()
+            .cmd("SET")
+            .arg(username_key(user))
+            .arg(session.username)
+            .arg("PX")
+            .arg(ttl)
+            .ignore()
+            .query_async::<()>(&mut self.refresh.clone())
+            .await
+            .map_err(classify)
+    }
+
+    async fn check_access(&self, access: &Claims) -> Result<Option<String>, StoreError> {
+        let user = access.sub;
+        let mut refresh = self.refresh.clone();
+        let mut blocklist = self.blocklist.clone();
+        let mut pipe = redis::pipe();
+        pipe.cmd("HMGET")
+            .arg(refresh_key(user, access.twin))
+            .arg("sid")
+            .arg("ajti")
+            .get(username_key(user));
+        let session =
+            pipe.query_async::<((Option<String>, Option<String>), Option<String>)>(&mut refresh);
+        let blocked = blocklist.exists::<_, bool>(blocked_key(user, access.jti));
+        let (session, blocked) = tokio::join!(session, blocked);
+        let ((sid, ajti), username) = session.map_err(classify)?;
+        let blocked = blocked.map_err(classify)?;
+        let sid_matches = sid.as_deref() == Some(access.sid.to_string().as_str());
+        let jti_matches = ajti.as_deref() == Some(access.jti.to_string().as_str());
+        Ok(if sid_matches && jti_matches && !blocked {
+            username
+        } else {
+            None
+        })
+    }
+
+    async fn rotate(
+        &self,
+        user_id: Uuid,
+        session_id: Uuid,
+        expected_refresh: Uuid,
+        next_access: &Claims,
+        next_refresh: &Claims,
+        reuse_is_theft: bool,
+    ) -> Result<Rotation, StoreError> {
+        let reply: Vec<String> = self
+            .rotate
+            .key(index_key(user_id))
+            .key(refresh_key(user_id, expected_refresh))
+            .key(refresh_key(user_id, next_refresh.jti))
+            .key(username_key(user_id))
+            .arg(session_id.to_string())
+            .arg(expected_refresh.to_string())
+            .arg(next_refresh.jti.to_string())
+            .arg(next_access.jti.to_string())
+            .arg(next_access.exp)
+            .arg(next_refresh.exp)
+            .arg(ms(self.refresh_ttl))
+            .arg(refresh_prefix(user_id))
+            .arg(if reuse_is_theft { "1" } else { "0" })
+            .invoke_async(&mut self.refresh.clone())
+            .await
+            .map_err(classify)?;
+        let outcome = match reply.first().map(String::as_str) {
+            Some("rotated") => Rotation::Rotated,
+            Some("reused") => Rotation::Reused,
+            _ => return Ok(Rotation::Gone),
+        };
+        self.block(user_id, &pairs(reply.into_iter().skip(1).collect()))
+            .await?;
+        Ok(outcome)
+    }
+
+    async fn revoke_session(&self, user_id: Uuid, session_id: Uuid) -> Result<bool, StoreError> {
+        let reply: Vec<String> = self
+            .revoke
+            .key(index_key(user_id))
+            .arg(session_id.to_string())
+            .arg(refresh_prefix(user_id))
+            .invoke_async(&mut self.refresh.clone())
+            .await
+            .map_err(classify)?;
+        if reply.is_empty() {
+            return Ok(false);
+        }
+        self.block(user_id, &pairs(reply)).await?;
+        Ok(true)
+    }
+
+    async fn revoke_all(&self, user_id: Uuid, except: Option<Uuid>) -> Result<u32, StoreError> {
+        let reply: Vec<String> = self
+            .revoke_all
+            .key(index_key(user_id))
+            .arg(refresh_prefix(user_id))
+            .arg(except.map(|sid| sid.to_string()).unwrap_or_default())
+            .invoke_async(&mut self.refresh.clone())
+            .await
+            .map_err(classify)?;
+        let revoked = pairs(reply);
+        self.block(user_id, &revoked).await?;
+        Ok(u32::try_from(revoked.len()).unwrap_or(u32::MAX))
+    }
+
+    async fn list_sessions(&self, user_id: Uuid) -> Result<Vec<SessionInfo>, StoreError> {
+        let mut conn = self.refresh.clone();
+        let index: Vec<(String, String)> =
+            conn.hgetall(index_key(user_id)).await.map_err(classify)?;
+        let mut pipe = redis::pipe();
+        for (_, refresh_jti) in &index {
+            pipe.cmd("HMGET")
+                .arg(format!("{}{refresh_jti}", refresh_prefix(user_id)))
+                .arg("ctime")
+                .arg("rexp")
+                .arg("ua");
+        }
+        let rows: Vec<(Option<u64>, Option<u64>, Option<String>)> =
+            pipe.query_async(&mut conn).await.map_err(classify)?;
+        let mut sessions: Vec<SessionInfo> = index
+            .iter()
+            .zip(rows)
+            .filter_map(|((sid, _), row)| match row {
+                (Some(create_time), Some(expire_time), user_agent) => Some(SessionInfo {
+                    id: sid.parse().ok()?,
+                    create_time,
+                    expire_time,
+                    user_agent: user_agent.unwrap_or_default(),
+                }),
+                _ => None,
+            })
+            .collect();
+        sessions.sort_by(|a, b| b.create_time.cmp(&a.create_time).then(b.id.cmp(&a.id)));
+        Ok(sessions)
+    }
+
+    async fn set_username(&self, user_id: Uuid, username: &str) -> Result<(), StoreError> {
+        // XX: only while the user has live sessions; KEEPTTL: their lifetime rules it.
+        redis::cmd("SET")
+            .arg(username_key(user_id))
+            .arg(username)
+            .arg("XX")
+            .arg("KEEPTTL")
+            .query_async::<()>(&mut self.refresh.clone())
+            .await
+            .map_err(classify)
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        let ping = redis::cmd("PING");
+        let (mut refresh, mut blocklist) = (self.refresh.clone(), self.blocklist.clone());
+        let (refresh, blocklist) = tokio::join!(
+            ping.query_async::<String>(&mut refresh),
+            ping.query_async::<String>(&mut blocklist),
+        );
+        refresh.map_err(classify)?;
+        blocklist.map_err(classify)?;
+        Ok(())
+    }
+}

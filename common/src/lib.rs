@@ -1,0 +1,11 @@
+//! What auth-service and blog-service share: configuration parsing, the way a server is
+//! served (reflection, health, graceful shutdown), the store health monitor, and the
+//! one way a validation failure becomes a `google.rpc.BadRequest`.
+
+pub mod duration;
+pub mod grpc;
+pub mod health;
+pub mod shutdown;
+pub mod size_limit;
+pub mod sql;
+pub mod telemetry;

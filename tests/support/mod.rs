@@ -1,0 +1,255 @@
+//! Starting real servers for black-box tests: auth-service on real PostgreSQL (a fresh
+//! database per test) and real Redis, blog-service on its own fresh database, each on
+//! port 0, talked to through the generated tonic clients.
+#![allow(dead_code)]
+
+use std::{net::SocketAddr, time::Duration};
+
+use pair_proto::{
+    auth::v1::{
+        self as auth, auth_service_client::AuthServiceClient,
+        introspection_service_client::IntrospectionServiceClient,
+    },
+    blog::v1::blog_service_client::BlogServiceClient,
+};
+use sqlx::{Connection as _, Executor as _, PgConnection};
+use tokio::{sync::oneshot, task::JoinHandle};
+use tonic::{
+    Request,
+    metadata::MetadataValue,
+    transport::{Channel, Endpoint},
+};
+
+/// PostgreSQL server for tests (no database name); override with TEST_POSTGRES_URL.
+pub fn postgres_server() -> String {
+    std::env::var("TEST_POSTGRES_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".into())
+}
+
+/// Redis for tests; override with TEST_REDIS_URL.
+pub fn redis_url() -> String {
+    std::env::var("TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
+}
+
+/// Creates an empty database and returns its URL. Fails (never skips) when PostgreSQL
+/// cannot be reached.
+pub async fn fresh_database(prefix: &str) -> String {
+    let server = postgres_server();
+    let mut admin = PgConnection::connect(&format!("{server}/postgres"))
+        .await
+        .unwrap_or_else(|e| panic!("PostgreSQL at {server} is required for these tests: {e}"));
+    let name = format!("{prefix}_{}", uuid::Uuid::now_v7().simple());
+    admin
+        .execute(sqlx::AssertSqlSafe(format!("CREATE DATABASE \"{name}\"")))
+        .await
+        .expect("create test database");
+    format!("{server}/{name}")
+}
+
+/// The two backend sets every black-box test runs on (DESIGN.md §6).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// SQLite files and the in-process token store: the default with nothing configured.
+    Embedded,
+    /// PostgreSQL and Redis: production.
+    PostgresRedis,
+}
+
+/// A fresh SQLite database file URL in the temp directory.
+pub fn fresh_sqlite(prefix: &str) -> String {
+    let dir = std::env::temp_dir().join("auth-blog-tests");
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let file = dir.join(format!("{prefix}-{}.db", uuid::Uuid::now_v7().simple()));
+    format!("sqlite://{}", file.display())
+}
+
+/// A fresh database of `backend` for a service.
+pub async fn fresh_database_on(backend: Backend, prefix: &str) -> String {
+    match backend {
+        Backend::Embedded => fresh_sqlite(prefix),
+        Backend::PostgresRedis => fresh_database(prefix).await,
+    }
+}
+
+/// Runs each named `async fn(Backend)` test once per backend set, as
+/// `embedded::<name>` and `postgres_redis::<name>`.
+#[macro_export]
+macro_rules! on_both_backends {
+    ($($name:ident),* $(,)?) => {
+        mod embedded {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name(super::support::Backend::Embedded).await
+                }
+            )*
+        }
+        mod postgres_redis {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name(super::support::Backend::PostgresRedis).await
+                }
+            )*
+        }
+    };
+}
+
+/// The configuration tests run auth-service with on Postgres + Redis.
+pub async fn auth_config() -> auth_service::Config {
+    auth_config_on(Backend::PostgresRedis).await
+}
+
+/// The configuration tests run auth-service with (fixed secret, port 0) on `backend`.
+pub async fn auth_config_on(backend: Backend) -> auth_service::Config {
+    auth_service::Config {
+        listen_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+        database_url: Some(fresh_database_on(backend, "authtest").await),
+        redis_url: (backend == Backend::PostgresRedis).then(redis_url),
+        redis_refresh_db: 1,
+        redis_blocklist_db: 2,
+        jwt_secret: Some(TEST_SECRET.into()),
+        jwt_issuer: "auth-service".into(),
+        access_token_ttl: Duration::from_secs(900),
+        refresh_token_ttl: Duration::from_secs(30 * 86_400),
+        hash_concurrency: None,
+        hash_queue: 64,
+        store_timeout: Duration::from_secs(2),
+    }
+}
+
+pub const TEST_SECRET: &str = "test-secret-test-secret-test-secret!";
+
+/// A running server: its address and the way to stop it.
+pub struct Running {
+    pub addr: SocketAddr,
+    stop: Option<oneshot::Sender<()>>,
+    task: JoinHandle<anyhow::Result<()>>,
+}
+
+impl Running {
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    pub async fn channel(&self) -> Channel {
+        Endpoint::from_shared(self.url())
+            .expect("url")
+            .connect()
+            .await
+            .expect("connect to test server")
+    }
+
+    /// Graceful shutdown; waits until the server has stopped.
+    pub async fn stop(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        let _ = (&mut self.task).await;
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+fn spawn<F>(addr: SocketAddr, run: impl FnOnce(oneshot::Receiver<()>) -> F) -> Running
+where
+    F: std::future::Future<Output = anyhow::Result<()>> + Send + 'static,
+{
+    let (stop, stopped) = oneshot::channel();
+    Running {
+        addr,
+        stop: Some(stop),
+        task: tokio::spawn(run(stopped)),
+    }
+}
+
+/// Starts auth-service with `config`.
+pub async fn start_auth(config: auth_service::Config) -> Running {
+    let app = auth_service::Application::build(config)
+        .await
+        .expect("build auth-service");
+    let addr = app.local_addr();
+    spawn(addr, |stopped| {
+        app.run_until_stopped(async move {
+            let _ = stopped.await;
+        })
+    })
+}
+
+/// Starts auth-service on a fresh database and the shared Redis.
+pub async fn spawn_auth() -> Running {
+    start_auth(auth_config().await).await
+}
+
+/// Starts auth-service on fresh stores of `backend`.
+pub async fn spawn_auth_on(backend: Backend) -> Running {
+    start_auth(auth_config_on(backend).await).await
+}
+
+pub async fn auth_client(server: &Running) -> AuthServiceClient<Channel> {
+    AuthServiceClient::new(server.channel().await)
+}
+
+pub async fn introspection_client(server: &Running) -> IntrospectionServiceClient<Channel> {
+    IntrospectionServiceClient::new(server.channel().await)
+}
+
+pub async fn blog_client(server: &Running) -> BlogServiceClient<Channel> {
+    BlogServiceClient::new(server.channel().await)
+}
+
+/// `message` with `authorization: Bearer <token>`.
+pub fn authed<T>(token: &str, message: T) -> Request<T> {
+    let mut request = Request::new(message);
+    request.metadata_mut().insert(
+        "authorization",
+        MetadataValue::try_from(format!("Bearer {token}")).expect("ascii token"),
+    );
+    request
+}
+
+/// A username no other test uses.
+pub fn unique_name(prefix: &str) -> String {
+    let id = uuid::Uuid::now_v7().simple().to_string();
+    format!("{prefix}{}", &id[id.len() - 12..])
+}
+
+pub const PASSWORD: &str = "a long enough passphrase";
+
+/// Registers a new user and logs them in; returns (user, tokens).
+pub async fn register_and_login(
+    client: &mut AuthServiceClient<Channel>,
+    prefix: &str,
+) -> (auth::User, auth::TokenPair) {
+    let username = unique_name(prefix);
+    client
+        .register(auth::RegisterRequest {
+            username: username.clone(),
+            email: format!("{username}@example.com"),
+            password: PASSWORD.into(),
+        })
+        .await
+        .expect("register");
+    let login = client
+        .login(auth::LoginRequest {
+            username,
+            password: PASSWORD.into(),
+        })
+        .await
+        .expect("login")
+        .into_inner();
+    (login.user.expect("user"), login.tokens.expect("tokens"))
+}
+
+/// The field names of a BadRequest detail.
+pub fn violated_fields(status: &tonic::Status) -> Vec<String> {
+    use tonic_types::StatusExt as _;
+    status
+        .get_details_bad_request()
+        .map(|bad| bad.field_violations.into_iter().map(|v| v.field).collect())
+        .unwrap_or_default()
+}
