@@ -57,6 +57,28 @@ pub struct Config {
     #[arg(long, env = "AUTH_HASH_QUEUE", default_value_t = 64)]
     pub hash_queue: usize,
 
+    /// Throttle logins after repeated failures (per username and per client address).
+    #[arg(long, env = "AUTH_LOGIN_THROTTLE", default_value_t = true, action = clap::ArgAction::Set)]
+    pub login_throttle: bool,
+
+    /// Failed logins of one username allowed per window before each further attempt
+    /// must wait (1 s, then doubling).
+    #[arg(long, env = "AUTH_LOGIN_FREE_FAILURES", default_value_t = 5)]
+    pub login_free_failures: u32,
+
+    /// Failed logins from one client address allowed per window before that address
+    /// must wait; bounds how many users one address can slow down.
+    #[arg(long, env = "AUTH_LOGIN_ADDRESS_FREE_FAILURES", default_value_t = 100)]
+    pub login_address_free_failures: u32,
+
+    /// How long failed logins are remembered.
+    #[arg(long, env = "AUTH_LOGIN_FAILURE_WINDOW", default_value = "15m", value_parser = parse_duration)]
+    pub login_failure_window: Duration,
+
+    /// The longest wait a throttled login is given.
+    #[arg(long, env = "AUTH_LOGIN_MAX_DELAY", default_value = "5m", value_parser = parse_duration)]
+    pub login_max_delay: Duration,
+
     /// Deadline for a store (database, Redis) to answer one operation.
     #[arg(long, env = "AUTH_STORE_TIMEOUT", default_value = "2s", value_parser = parse_duration)]
     pub store_timeout: Duration,
@@ -65,10 +87,12 @@ pub struct Config {
 impl Config {
     /// Checks what clap cannot: relations between settings and the secret's strength.
     pub fn validate(&self) -> Result<(), String> {
-        if let Some(secret) = &self.jwt_secret {
-            if secret.len() < 32 {
-                return Err("AUTH_JWT_SECRET must be at least 32 bytes long".into());
-            }
+        if self
+            .jwt_secret
+            .as_ref()
+            .is_some_and(|secret| secret.len() < 32)
+        {
+            return Err("AUTH_JWT_SECRET must be at least 32 bytes long".into());
         }
         if self.access_token_ttl >= self.refresh_token_ttl {
             return Err("AUTH_ACCESS_TOKEN_TTL must be shorter than AUTH_REFRESH_TOKEN_TTL".into());

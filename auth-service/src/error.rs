@@ -2,6 +2,7 @@
 
 use pair_common::grpc::{FieldViolation, bad_request};
 use tonic::Status;
+use tonic_types::StatusExt as _;
 
 /// Everything a call can end with besides success. Expected outcomes are variants;
 /// the unexpected is `Internal`, whose cause is logged and never sent to the client.
@@ -18,6 +19,10 @@ pub enum AuthError {
     Unauthenticated(&'static str),
     #[error("{0} not found")]
     NotFound(&'static str),
+    /// Too many failed logins for this username or from this address: retry after the
+    /// delay.
+    #[error("too many failed logins; retry in {} s", .0.as_secs().max(1))]
+    Throttled(std::time::Duration),
     /// The password hashing queue is full.
     #[error("too many password checks in progress; retry shortly")]
     Overloaded,
@@ -67,6 +72,11 @@ impl From<AuthError> for Status {
             }
             AuthError::NotFound(_) => Status::not_found(error.to_string()),
             AuthError::Overloaded => Status::resource_exhausted(error.to_string()),
+            AuthError::Throttled(delay) => Status::with_error_details(
+                tonic::Code::ResourceExhausted,
+                error.to_string(),
+                tonic_types::ErrorDetails::with_retry_info(Some(delay)),
+            ),
             AuthError::Unavailable(cause) => {
                 tracing::warn!(error = format!("{cause:#}"), "store unavailable");
                 Status::unavailable("a backing store is unavailable; retry shortly")

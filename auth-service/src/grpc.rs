@@ -106,10 +106,11 @@ impl AuthService for AuthGrpc {
             .and_then(|v| v.to_str().ok())
             .unwrap_or_default()
             .to_owned();
+        let client = request.remote_addr().map(|addr| addr.ip());
         let r = request.into_inner();
         let (pair, user) = self
             .core
-            .login(&r.username, &r.password, &user_agent)
+            .login(&r.username, &r.password, &user_agent, client)
             .await?;
         Ok(Response::new(pb::LoginResponse {
             tokens: Some(pair.into()),

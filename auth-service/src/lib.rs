@@ -31,7 +31,7 @@ pub use config::Config;
 use crate::{
     grpc::AuthGrpc,
     password::PasswordHasher,
-    service::AuthCore,
+    service::{AuthCore, LoginThrottle},
     store::{MIGRATIONS, MemoryTokenStore, RedisTokenStore, SqlUserStore, TokenStore, UserStore},
     tokens::TokenCodec,
 };
@@ -47,6 +47,8 @@ pub struct Application {
     listener: TcpListener,
     routes: Routes,
     core: AuthCore,
+    /// Follows the stores for the health service; stopped with the server.
+    health_monitor: tokio::task::JoinHandle<()>,
 }
 
 impl Application {
@@ -72,7 +74,14 @@ impl Application {
         let users = connect_users(&config).await?;
         let tokens = connect_tokens(&config).await?;
         let hasher = PasswordHasher::new(config.hash_permits(), config.hash_queue)?;
-        let core = AuthCore::new(users, tokens, hasher, codec);
+        let throttle = LoginThrottle {
+            enabled: config.login_throttle,
+            free_per_username: config.login_free_failures,
+            free_per_address: config.login_address_free_failures,
+            window: config.login_failure_window,
+            max_delay: config.login_max_delay,
+        };
+        let core = AuthCore::new(users, tokens, hasher, codec, throttle);
         let grpc = AuthGrpc::new(core.clone());
 
         let (reporter, health) = tonic_health::server::health_reporter();
@@ -85,16 +94,18 @@ impl Application {
             );
         let routes = with_reflection(routes, SERVICE_NAMES)?;
         let probe_core = core.clone();
-        pair_common::health::spawn_monitor(reporter, SERVICE_NAMES, move || {
-            let core = probe_core.clone();
-            async move { core.ping().await }
-        });
+        let health_monitor =
+            pair_common::health::spawn_monitor(reporter, SERVICE_NAMES, move || {
+                let core = probe_core.clone();
+                async move { core.ping().await }
+            });
 
         let listener = bind(config.listen_addr, "AUTH_LISTEN_ADDR").await?;
         Ok(Self {
             listener,
             routes,
             core,
+            health_monitor,
         })
     }
 
@@ -115,7 +126,9 @@ impl Application {
         shutdown: impl Future<Output = ()> + Send,
     ) -> anyhow::Result<()> {
         tracing::info!(addr = %self.local_addr(), "auth-service listening");
-        serve(self.routes, self.listener, shutdown).await
+        let served = serve(self.routes, self.listener, shutdown).await;
+        self.health_monitor.abort();
+        served
     }
 }
 

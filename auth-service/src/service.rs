@@ -1,6 +1,6 @@
 //! What auth-service does, free of transport: every RPC is one method here.
 
-use std::sync::Arc;
+use std::{net::IpAddr, sync::Arc};
 
 use chrono::Utc;
 use pair_common::grpc::FieldViolation;
@@ -20,6 +20,18 @@ const LOGIN_PASSWORD_MAX: usize = 1024;
 /// Longest `user-agent` kept for a session.
 const USER_AGENT_MAX: usize = 256;
 
+/// Brute-force protection of Login: failed attempts are counted per username and per
+/// client address in the token store; past the free failures each further attempt waits
+/// (1 s, doubling, at most `max_delay`), even with the right password.
+#[derive(Debug, Clone)]
+pub struct LoginThrottle {
+    pub enabled: bool,
+    pub free_per_username: u32,
+    pub free_per_address: u32,
+    pub window: std::time::Duration,
+    pub max_delay: std::time::Duration,
+}
+
 /// The caller of an authenticated RPC, from a verified, live access token.
 #[derive(Debug, Clone)]
 pub struct Principal {
@@ -34,6 +46,7 @@ pub struct AuthCore {
     tokens: Arc<dyn TokenStore>,
     hasher: PasswordHasher,
     codec: TokenCodec,
+    throttle: Arc<LoginThrottle>,
 }
 
 impl AuthCore {
@@ -42,12 +55,14 @@ impl AuthCore {
         tokens: Arc<dyn TokenStore>,
         hasher: PasswordHasher,
         codec: TokenCodec,
+        throttle: LoginThrottle,
     ) -> Self {
         Self {
             users,
             tokens,
             hasher,
             codec,
+            throttle: Arc::new(throttle),
         }
     }
 
@@ -78,6 +93,7 @@ impl AuthCore {
         username: &str,
         password: &str,
         user_agent: &str,
+        client: Option<IpAddr>,
     ) -> Result<(IssuedPair, User), AuthError> {
         let mut violations = Vec::new();
         check_present(&mut violations, "username", username, LOGIN_USERNAME_MAX);
@@ -85,11 +101,34 @@ impl AuthCore {
         if !violations.is_empty() {
             return Err(AuthError::Validation(violations));
         }
+        let username_key = format!("u:{}", username.to_lowercase());
+        let address_key = client.map(|ip| format!("a:{ip}"));
+        if self.throttle.enabled {
+            let keys: Vec<String> = std::iter::once(username_key.clone())
+                .chain(address_key.clone())
+                .collect();
+            if let Some(wait) = self.tokens.login_lock(&keys).await? {
+                tracing::info!("login throttled after repeated failures");
+                return Err(AuthError::Throttled(wait));
+            }
+        }
         let found = self.users.find_by_username(username).await?;
         let hash = found.as_ref().map(|f| f.password_hash.as_str());
         if !self.hasher.verify(password, hash).await? {
             tracing::info!("login refused: wrong username or password");
+            if self.throttle.enabled {
+                let keys: Vec<(String, u32)> =
+                    std::iter::once((username_key, self.throttle.free_per_username))
+                        .chain(address_key.map(|key| (key, self.throttle.free_per_address)))
+                        .collect();
+                self.tokens
+                    .record_login_failure(&keys, self.throttle.window, self.throttle.max_delay)
+                    .await?;
+            }
             return Err(AuthError::InvalidCredentials);
+        }
+        if self.throttle.enabled {
+            self.tokens.clear_login_failures(&username_key).await?;
         }
         let user = found.map(|f| f.user).ok_or(AuthError::InvalidCredentials)?;
         let pair = self

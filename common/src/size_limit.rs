@@ -52,7 +52,9 @@ where
         Box::pin(async move {
             let mut response = response.await?;
             let headers = response.headers_mut();
-            let too_large = headers.get("grpc-status").is_some_and(|s| s == OUT_OF_RANGE)
+            let too_large = headers
+                .get("grpc-status")
+                .is_some_and(|s| s == OUT_OF_RANGE)
                 && headers
                     .get("grpc-message")
                     .is_some_and(|m| percent_decoded_starts_with(m, TOO_LARGE));

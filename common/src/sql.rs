@@ -79,7 +79,9 @@ impl SqlPool {
                     .with_context(|| format!("{variable}: cannot connect to PostgreSQL"))?;
                 Self::Postgres(pool)
             }
-            Some(url) if url.starts_with("sqlite:") => Self::Sqlite(sqlite(url, variable, timeout).await?),
+            Some(url) if url.starts_with("sqlite:") => {
+                Self::Sqlite(sqlite(url, variable, timeout).await?)
+            }
             Some(url) => anyhow::bail!(
                 "{variable} has an unsupported scheme `{}`: use postgres:// or sqlite://",
                 url.split(':').next().unwrap_or_default()

@@ -97,10 +97,11 @@ impl Password {
         if common_passwords::is_common(raw) {
             return Err("is a commonly used password: choose another".into());
         }
-        if let Some(username) = username {
-            if !username.is_empty() && raw.to_lowercase().contains(&username.to_lowercase()) {
-                return Err("must not contain the username".into());
-            }
+        if let Some(username) = username
+            && !username.is_empty()
+            && raw.to_lowercase().contains(&username.to_lowercase())
+        {
+            return Err("must not contain the username".into());
         }
         Ok(Self(raw.to_owned()))
     }

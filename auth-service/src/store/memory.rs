@@ -13,7 +13,7 @@ use std::{
 use async_trait::async_trait;
 use uuid::Uuid;
 
-use super::sessions::{NewSession, Rotation, SessionInfo, TokenStore};
+use super::sessions::{NewSession, Rotation, SessionInfo, TokenStore, login_delay};
 use crate::{
     error::StoreError,
     tokens::{Claims, remaining_ms},
@@ -51,10 +51,26 @@ struct RefreshDb {
 /// The blocklist "database": (user, access jti) until its expiry.
 type BlockDb = HashMap<(Uuid, Uuid), Instant>;
 
+/// Failed logins of a username or an address: count, when the count is forgotten, and
+/// until when logins wait.
+#[derive(Debug, Clone, Copy)]
+struct Failures {
+    count: u32,
+    forget_at: Instant,
+    locked_until: Option<Instant>,
+}
+
 #[derive(Debug, Default)]
 struct Maps {
     refresh: Mutex<RefreshDb>,
     blocked: Mutex<BlockDb>,
+    throttle: Mutex<HashMap<String, Failures>>,
+}
+
+impl Failures {
+    fn expired(&self, now: Instant) -> bool {
+        self.forget_at <= now && self.locked_until.is_none_or(|until| until <= now)
+    }
 }
 
 /// Sessions and blocked tokens in this process.
@@ -127,6 +143,7 @@ impl MemoryTokenStore {
                 let now = Instant::now();
                 lock(&maps.refresh).sweep(now);
                 lock(&maps.blocked).retain(|_, expires| *expires > now);
+                lock(&maps.throttle).retain(|_, failures| !failures.expired(now));
             }
         });
         Self { maps, refresh_ttl }
@@ -153,6 +170,7 @@ impl MemoryTokenStore {
         let now = Instant::now();
         lock(&self.maps.refresh).sweep(now);
         lock(&self.maps.blocked).retain(|_, expires| *expires > now);
+        lock(&self.maps.throttle).retain(|_, failures| !failures.expired(now));
     }
 }
 
@@ -318,6 +336,55 @@ impl TokenStore for MemoryTokenStore {
         if let Some(user) = lock(&self.maps.refresh).live_user(user_id, Instant::now()) {
             user.username = username.to_owned();
         }
+        Ok(())
+    }
+
+    async fn login_lock(&self, keys: &[String]) -> Result<Option<Duration>, StoreError> {
+        let now = Instant::now();
+        let throttle = lock(&self.maps.throttle);
+        Ok(keys
+            .iter()
+            .filter_map(|key| throttle.get(key)?.locked_until)
+            .filter(|until| *until > now)
+            .max()
+            .map(|until| until - now))
+    }
+
+    async fn record_login_failure(
+        &self,
+        keys: &[(String, u32)],
+        window: Duration,
+        max_delay: Duration,
+    ) -> Result<(), StoreError> {
+        let now = Instant::now();
+        let mut throttle = lock(&self.maps.throttle);
+        for (key, free) in keys {
+            let entry = throttle
+                .entry(key.clone())
+                .and_modify(|f| {
+                    if f.forget_at <= now {
+                        *f = Failures {
+                            count: 0,
+                            forget_at: now + window,
+                            locked_until: None,
+                        };
+                    }
+                })
+                .or_insert(Failures {
+                    count: 0,
+                    forget_at: now + window,
+                    locked_until: None,
+                });
+            entry.count = entry.count.saturating_add(1);
+            if let Some(delay) = login_delay(entry.count, *free, max_delay) {
+                entry.locked_until = Some(now + delay);
+            }
+        }
+        Ok(())
+    }
+
+    async fn clear_login_failures(&self, key: &str) -> Result<(), StoreError> {
+        lock(&self.maps.throttle).remove(key);
         Ok(())
     }
 

@@ -3,8 +3,8 @@
 
 mod memory;
 mod redis;
-mod sql;
 pub mod sessions;
+mod sql;
 
 pub use self::memory::MemoryTokenStore;
 pub use self::redis::RedisTokenStore;

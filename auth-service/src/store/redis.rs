@@ -9,6 +9,8 @@
 //!
 //! blocklist database (default 2):
 //! - `auth:blocked:{uid}:<access_jti>`: TTL = the access token's remaining life.
+//! - `auth:throttle:{<key>}:failures` and `…:lock`: failed logins of a username or a
+//!   client address, and the wait they impose; TTL = the failure window / the wait.
 //!
 //! Every multi-key change of the refresh database is one Lua script (atomic), and the
 //! refresh database is the authority: an access token is active only if it is the twin
@@ -24,7 +26,7 @@ use redis::{
 };
 use uuid::Uuid;
 
-use super::sessions::{NewSession, Rotation, SessionInfo, TokenStore};
+use super::sessions::{NewSession, Rotation, SessionInfo, TokenStore, login_delay};
 use crate::{
     error::StoreError,
     tokens::{Claims, remaining_ms},
@@ -55,6 +57,12 @@ fn username_key(user: Uuid) -> String {
 }
 fn blocked_key(user: Uuid, access_jti: Uuid) -> String {
     format!("auth:blocked:{{{user}}}:{access_jti}")
+}
+fn failures_key(key: &str) -> String {
+    format!("auth:throttle:{{{key}}}:failures")
+}
+fn lock_key(key: &str) -> String {
+    format!("auth:throttle:{{{key}}}:lock")
 }
 
 /// KEYS: index, old refresh, new refresh, username. ARGV: sid, expected refresh jti,
@@ -128,7 +136,7 @@ fn classify(error: redis::RedisError) -> StoreError {
         || error.is_connection_refusal()
         || matches!(
             error.kind(),
-            ErrorKind::Io | ErrorKind::Client | ErrorKind::ClusterConnectionNotFound
+            ErrorKind::Io | ErrorKind::ClusterConnectionNotFound
         )
     {
         StoreError::Unavailable(error.into())
@@ -190,6 +198,9 @@ impl RedisTokenStore {
                 .arg("PX")
                 .arg(remaining_ms(exp))
                 .ignore();
+        }
+        if pipe.is_empty() {
+            return Ok(());
         }
         pipe.query_async::<()>(&mut self.blocklist.clone())
             .await
@@ -379,6 +390,65 @@ impl TokenStore for RedisTokenStore {
             .arg("XX")
             .arg("KEEPTTL")
             .query_async::<()>(&mut self.refresh.clone())
+            .await
+            .map_err(classify)
+    }
+
+    async fn login_lock(&self, keys: &[String]) -> Result<Option<Duration>, StoreError> {
+        let mut pipe = redis::pipe();
+        for key in keys {
+            pipe.cmd("PTTL").arg(lock_key(key));
+        }
+        let ttls: Vec<i64> = pipe
+            .query_async(&mut self.blocklist.clone())
+            .await
+            .map_err(classify)?;
+        Ok(ttls
+            .into_iter()
+            .filter(|ttl| *ttl > 0)
+            .max()
+            .map(|ms| Duration::from_millis(ms.unsigned_abs())))
+    }
+
+    async fn record_login_failure(
+        &self,
+        keys: &[(String, u32)],
+        window: Duration,
+        max_delay: Duration,
+    ) -> Result<(), StoreError> {
+        let mut conn = self.blocklist.clone();
+        let mut pipe = redis::pipe();
+        for (key, _) in keys {
+            pipe.incr(failures_key(key), 1)
+                .cmd("PEXPIRE")
+                .arg(failures_key(key))
+                .arg(ms(window))
+                .arg("NX")
+                .ignore();
+        }
+        let counts: Vec<u32> = pipe.query_async(&mut conn).await.map_err(classify)?;
+        let mut locks = redis::pipe();
+        for ((key, free), failures) in keys.iter().zip(counts) {
+            if let Some(delay) = login_delay(failures, *free, max_delay) {
+                locks
+                    .cmd("SET")
+                    .arg(lock_key(key))
+                    .arg(1)
+                    .arg("PX")
+                    .arg(ms(delay))
+                    .ignore();
+            }
+        }
+        if locks.is_empty() {
+            return Ok(());
+        }
+        locks.query_async::<()>(&mut conn).await.map_err(classify)
+    }
+
+    async fn clear_login_failures(&self, key: &str) -> Result<(), StoreError> {
+        self.blocklist
+            .clone()
+            .del::<_, ()>(&[failures_key(key), lock_key(key)])
             .await
             .map_err(classify)
     }

@@ -1,6 +1,8 @@
 //! The token store: live sessions (the current refresh token of each, naming its access
 //! twin) and blocked access tokens (DESIGN.md §4).
 
+use std::time::Duration;
+
 use async_trait::async_trait;
 use uuid::Uuid;
 
@@ -24,6 +26,13 @@ pub struct SessionInfo {
     /// Unix seconds: the expiry of its current refresh token.
     pub expire_time: u64,
     pub user_agent: String,
+}
+
+/// The lock a key gets after `failures` failed logins, `free` of them allowed.
+pub fn login_delay(failures: u32, free: u32, max_delay: Duration) -> Option<Duration> {
+    let over = failures.checked_sub(free)?.checked_sub(1)?;
+    let delay = Duration::from_secs(1u64.checked_shl(over.min(62)).unwrap_or(u64::MAX));
+    Some(delay.min(max_delay))
 }
 
 /// The outcome of trying to rotate a session's pair.
@@ -71,6 +80,38 @@ pub trait TokenStore: Send + Sync + 'static {
     /// Records a new username for Introspect of the user's live sessions.
     async fn set_username(&self, user_id: Uuid, username: &str) -> Result<(), StoreError>;
 
+    /// The longest remaining login lock among `keys`, if any is locked.
+    async fn login_lock(&self, keys: &[String]) -> Result<Option<Duration>, StoreError>;
+
+    /// Counts a failed login against each `(key, free failures)`; past its free
+    /// failures a key is locked for 1 s, doubling with each further failure, at most
+    /// `max_delay`. Counts are forgotten `window` after the first failure.
+    async fn record_login_failure(
+        &self,
+        keys: &[(String, u32)],
+        window: Duration,
+        max_delay: Duration,
+    ) -> Result<(), StoreError>;
+
+    /// Forgets the failures and lock of `key` (after a successful login).
+    async fn clear_login_failures(&self, key: &str) -> Result<(), StoreError>;
+
     /// Succeeds while the store answers.
     async fn ping(&self) -> Result<(), StoreError>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn login_delays_start_after_the_free_failures_and_double_up_to_the_cap() {
+        let cap = Duration::from_secs(300);
+        assert_eq!(login_delay(5, 5, cap), None);
+        assert_eq!(login_delay(6, 5, cap), Some(Duration::from_secs(1)));
+        assert_eq!(login_delay(7, 5, cap), Some(Duration::from_secs(2)));
+        assert_eq!(login_delay(10, 5, cap), Some(Duration::from_secs(16)));
+        assert_eq!(login_delay(40, 5, cap), Some(cap));
+        assert_eq!(login_delay(u32::MAX, 0, cap), Some(cap));
+    }
 }

@@ -34,12 +34,18 @@ impl SqlUserStore {
 }
 
 fn classify(error: sqlx::Error) -> StoreError {
-    if let sqlx::Error::Database(db) = &error {
-        if db.is_unique_violation() {
-            // PostgreSQL names the index; SQLite names it in the message.
-            let index = db.constraint().map_or_else(|| db.message().to_owned(), str::to_owned);
-            return StoreError::Conflict(if index.contains("email") { "email" } else { "username" });
-        }
+    if let sqlx::Error::Database(db) = &error
+        && db.is_unique_violation()
+    {
+        // PostgreSQL names the index; SQLite names it in the message.
+        let index = db
+            .constraint()
+            .map_or_else(|| db.message().to_owned(), str::to_owned);
+        return StoreError::Conflict(if index.contains("email") {
+            "email"
+        } else {
+            "username"
+        });
     }
     if is_unavailable(&error) {
         StoreError::Unavailable(error.into())
