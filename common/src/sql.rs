@@ -38,22 +38,30 @@ macro_rules! with_pool {
     };
 }
 
-/// Whether a database error means "the database is not reachable" (so UNAVAILABLE).
+/// Whether a database error means "the database is not reachable" (so UNAVAILABLE):
+/// no connection, a lost one, a server shutting down or full, a locked SQLite file.
 pub fn is_unavailable(error: &sqlx::Error) -> bool {
-    matches!(
-        error,
+    match error {
         sqlx::Error::Io(_)
-            | sqlx::Error::Tls(_)
-            | sqlx::Error::PoolTimedOut
-            | sqlx::Error::PoolClosed
-            | sqlx::Error::WorkerCrashed
-            | sqlx::Error::Protocol(_)
-    ) || matches!(error, sqlx::Error::Database(db) if is_sqlite_busy(db.code().as_deref()))
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::WorkerCrashed
+        | sqlx::Error::Protocol(_) => true,
+        sqlx::Error::Database(db) => db.code().is_some_and(|code| is_outage_code(&code)),
+        _ => false,
+    }
 }
 
-/// SQLITE_BUSY / SQLITE_LOCKED after the busy timeout: another process holds the file.
-fn is_sqlite_busy(code: Option<&str>) -> bool {
-    matches!(code, Some("5" | "6" | "517" | "261"))
+/// PostgreSQL SQLSTATEs of refusals while connecting or of a live connection: class 08
+/// (connection exception), class 28 (login refused), 3D000 (no such database), 53300
+/// (too many connections), 57P01-57P03 (server shutting down or starting); and SQLite's
+/// BUSY and LOCKED codes after the busy timeout (another process holds the file).
+fn is_outage_code(code: &str) -> bool {
+    code.starts_with("08")
+        || code.starts_with("28")
+        || code.starts_with("57P")
+        || matches!(code, "3D000" | "53300" | "5" | "6" | "261" | "517")
 }
 
 impl SqlPool {

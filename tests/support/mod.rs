@@ -114,6 +114,11 @@ pub async fn auth_config_on(backend: Backend) -> auth_service::Config {
         refresh_token_ttl: Duration::from_secs(30 * 86_400),
         hash_concurrency: None,
         hash_queue: 64,
+        login_throttle: true,
+        login_free_failures: 5,
+        login_address_free_failures: 1_000_000,
+        login_failure_window: Duration::from_secs(900),
+        login_max_delay: Duration::from_secs(300),
         store_timeout: Duration::from_secs(2),
     }
 }
@@ -169,6 +174,10 @@ where
 
 /// Starts auth-service with `config`.
 pub async fn start_auth(config: auth_service::Config) -> Running {
+    // Server logs only when asked for (RUST_LOG=debug cargo test …).
+    if std::env::var_os("RUST_LOG").is_some() {
+        pair_common::telemetry::init();
+    }
     let app = auth_service::Application::build(config)
         .await
         .expect("build auth-service");
@@ -253,3 +262,5 @@ pub fn violated_fields(status: &tonic::Status) -> Vec<String> {
         .map(|bad| bad.field_violations.into_iter().map(|v| v.field).collect())
         .unwrap_or_default()
 }
+
+pub mod blog;

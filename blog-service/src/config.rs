@@ -1,0 +1,90 @@
+//! blog-service configuration: every setting is an environment variable and a flag
+//! (`blog-service --help`), validated before anything starts.
+
+use std::{net::SocketAddr, time::Duration};
+
+use clap::Parser;
+use pair_common::duration::parse_duration;
+
+/// Blog posts over gRPC; writes are authenticated through auth-service Introspect.
+#[derive(Debug, Clone, Parser)]
+#[command(name = "blog-service", version, about)]
+pub struct Config {
+    /// Address the gRPC server listens on.
+    #[arg(long, env = "BLOG_LISTEN_ADDR", default_value = "127.0.0.1:50052")]
+    pub listen_addr: SocketAddr,
+
+    /// Post database: `postgres://…`, a database of its own (never auth-service's).
+    #[arg(long, env = "BLOG_DATABASE_URL", hide_env_values = true)]
+    pub database_url: Option<String>,
+
+    /// auth-service, whose Introspect checks the bearer token of every write.
+    #[arg(long, env = "BLOG_AUTH_URL", default_value = "http://127.0.0.1:50051")]
+    pub auth_url: String,
+
+    /// Deadline of each Introspect call, connecting included; past it a write is
+    /// UNAVAILABLE.
+    #[arg(long, env = "BLOG_AUTH_TIMEOUT", default_value = "2s", value_parser = parse_duration)]
+    pub auth_timeout: Duration,
+
+    /// How long a call waits for a database connection; past it the call is UNAVAILABLE.
+    #[arg(long, env = "BLOG_STORE_TIMEOUT", default_value = "2s", value_parser = parse_duration)]
+    pub store_timeout: Duration,
+}
+
+impl Config {
+    /// Checks what clap cannot: that auth-service's address is one we can reach.
+    pub fn validate(&self) -> Result<(), String> {
+        let uri: tonic::transport::Uri = self.auth_url.parse().map_err(|_| {
+            format!(
+                "BLOG_AUTH_URL `{}` is not a URL: write e.g. http://127.0.0.1:50051",
+                self.auth_url
+            )
+        })?;
+        // TLS is not built in: an https:// URL would only fail on the first write.
+        if uri.scheme_str() != Some("http") || uri.host().is_none() {
+            return Err(format!(
+                "BLOG_AUTH_URL `{}` must be an http:// URL with a host, e.g. http://127.0.0.1:50051",
+                self.auth_url
+            ));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(auth_url: &str) -> Config {
+        Config::try_parse_from(["blog-service", "--auth-url", auth_url]).unwrap()
+    }
+
+    #[test]
+    fn the_defaults_are_valid() {
+        let config = Config::try_parse_from(["blog-service"]).unwrap();
+        assert_eq!(config.auth_timeout, Duration::from_secs(2));
+        assert_eq!(config.store_timeout, Duration::from_secs(2));
+        assert!(config.validate().is_ok());
+    }
+
+    #[test]
+    fn an_auth_url_that_is_not_plain_http_is_refused() {
+        for bad in [
+            "127.0.0.1:50051",
+            "https://auth:50051",
+            "not a url",
+            "http://",
+        ] {
+            assert!(config(bad).validate().is_err(), "{bad} was accepted");
+        }
+        assert!(config("http://auth-service:50051").validate().is_ok());
+    }
+
+    #[test]
+    fn durations_are_written_with_a_unit() {
+        assert!(Config::try_parse_from(["blog-service", "--auth-timeout", "2"]).is_err());
+        let config = Config::try_parse_from(["blog-service", "--auth-timeout", "500ms"]).unwrap();
+        assert_eq!(config.auth_timeout, Duration::from_millis(500));
+    }
+}

@@ -1,0 +1,118 @@
+//! gRPC adapter: read metadata, hand the request to `BlogCore`, convert back.
+
+use chrono::{DateTime, Utc};
+use pair_proto::blog::v1::{self as pb, blog_service_server::BlogService};
+use prost_types::Timestamp;
+use tonic::{Request, Response, Status, metadata::MetadataMap};
+
+use crate::{domain::Post, service::BlogCore};
+
+/// blog.v1.BlogService over one `BlogCore`.
+#[derive(Clone)]
+pub struct BlogGrpc {
+    core: BlogCore,
+}
+
+impl BlogGrpc {
+    pub fn new(core: BlogCore) -> Self {
+        Self { core }
+    }
+}
+
+/// The `authorization` metadata value; one that is not visible ASCII counts as missing.
+fn authorization(metadata: &MetadataMap) -> Option<&str> {
+    metadata.get("authorization").and_then(|v| v.to_str().ok())
+}
+
+fn timestamp(time: DateTime<Utc>) -> Option<Timestamp> {
+    Some(Timestamp {
+        seconds: time.timestamp(),
+        nanos: i32::try_from(time.timestamp_subsec_nanos()).unwrap_or(0),
+    })
+}
+
+impl From<Post> for pb::Post {
+    fn from(post: Post) -> Self {
+        Self {
+            id: post.id.to_string(),
+            author_id: post.author_id.to_string(),
+            author_username: post.author_username,
+            title: post.title,
+            content: post.content,
+            create_time: timestamp(post.create_time),
+            update_time: timestamp(post.update_time),
+        }
+    }
+}
+
+#[tonic::async_trait]
+impl BlogService for BlogGrpc {
+    async fn list_posts(
+        &self,
+        request: Request<pb::ListPostsRequest>,
+    ) -> Result<Response<pb::ListPostsResponse>, Status> {
+        let r = request.into_inner();
+        let page = self
+            .core
+            .list_posts(r.page_size, &r.page_token, r.author_id.as_deref())
+            .await?;
+        Ok(Response::new(pb::ListPostsResponse {
+            posts: page.posts.into_iter().map(Into::into).collect(),
+            next_page_token: page.next_page_token,
+        }))
+    }
+
+    async fn get_post(
+        &self,
+        request: Request<pb::GetPostRequest>,
+    ) -> Result<Response<pb::GetPostResponse>, Status> {
+        let post = self.core.get_post(&request.into_inner().id).await?;
+        Ok(Response::new(pb::GetPostResponse {
+            post: Some(post.into()),
+        }))
+    }
+
+    async fn create_post(
+        &self,
+        request: Request<pb::CreatePostRequest>,
+    ) -> Result<Response<pb::CreatePostResponse>, Status> {
+        let (metadata, _, r) = request.into_parts();
+        let post = self
+            .core
+            .create_post(authorization(&metadata), &r.title, &r.content)
+            .await?;
+        Ok(Response::new(pb::CreatePostResponse {
+            post: Some(post.into()),
+        }))
+    }
+
+    async fn update_post(
+        &self,
+        request: Request<pb::UpdatePostRequest>,
+    ) -> Result<Response<pb::UpdatePostResponse>, Status> {
+        let (metadata, _, r) = request.into_parts();
+        let post = self
+            .core
+            .update_post(
+                authorization(&metadata),
+                &r.id,
+                r.title.as_deref(),
+                r.content.as_deref(),
+            )
+            .await?;
+        Ok(Response::new(pb::UpdatePostResponse {
+            post: Some(post.into()),
+        }))
+    }
+
+    async fn delete_post(
+        &self,
+        request: Request<pb::DeletePostRequest>,
+    ) -> Result<Response<pb::DeletePostResponse>, Status> {
+        let (metadata, _, r) = request.into_parts();
+        self.core
+            .delete_post(authorization(&metadata), &r.id)
+            .await?;
+        Ok(Response::new(pb::DeletePostResponse {}))
+    }
+}

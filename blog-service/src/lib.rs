@@ -1,0 +1,135 @@
+//! blog-service: blog posts over gRPC (DESIGN.md §3), every write authenticated through
+//! auth-service `Introspect`.
+//!
+//! `Application::build(config)` connects the post store and binds the listener;
+//! `run_until_stopped(shutdown)` serves until the shutdown future resolves. `main.rs`
+//! and the tests run exactly this.
+
+pub mod config;
+pub mod domain;
+pub mod error;
+pub mod grpc;
+pub mod introspect;
+pub mod service;
+pub mod store;
+
+use std::{future::Future, net::SocketAddr, sync::Arc};
+
+use pair_common::{
+    grpc::{bind, serve, with_reflection},
+    sql::SqlPool,
+};
+use pair_proto::blog::v1::blog_service_server::BlogServiceServer;
+use tokio::{net::TcpListener, task::JoinHandle};
+use tonic::service::Routes;
+
+pub use config::Config;
+
+use crate::{
+    grpc::BlogGrpc,
+    introspect::Introspector,
+    service::BlogCore,
+    store::{MIGRATIONS, PostStore, SqlPostStore},
+};
+
+/// The full names of the services this server offers, as health and reflection list them.
+pub const SERVICE_NAMES: &[&str] = &["blog.v1.BlogService"];
+
+/// Largest request accepted: 50,000 characters of content are up to 200 KB of UTF-8.
+const MAX_MESSAGE_BYTES: usize = 256 * 1024;
+
+/// A built blog-service: post store connected, listener bound, not yet serving.
+pub struct Application {
+    listener: TcpListener,
+    routes: Routes,
+    core: BlogCore,
+    health_monitor: JoinHandle<()>,
+}
+
+impl Application {
+    /// Validates `config`, connects the post store (applying migrations) and binds the
+    /// listener (port 0 picks a free port). auth-service need not be up: it is first
+    /// called on the first write.
+    pub async fn build(config: Config) -> anyhow::Result<Self> {
+        config.validate().map_err(anyhow::Error::msg)?;
+        let posts = connect_posts(&config).await?;
+        let auth = Introspector::new(&config.auth_url, config.auth_timeout)?;
+        let core = BlogCore::new(posts, auth);
+
+        let (reporter, health) = tonic_health::server::health_reporter();
+        let routes = Routes::new(health).add_service(
+            BlogServiceServer::new(BlogGrpc::new(core.clone()))
+                .max_decoding_message_size(MAX_MESSAGE_BYTES),
+        );
+        let routes = with_reflection(routes, SERVICE_NAMES)?;
+
+        let listener = bind(config.listen_addr, "BLOG_LISTEN_ADDR").await?;
+        let probe_core = core.clone();
+        let health_monitor =
+            pair_common::health::spawn_monitor(reporter, SERVICE_NAMES, move || {
+                let core = probe_core.clone();
+                async move { core.ping().await }
+            });
+        Ok(Self {
+            listener,
+            routes,
+            core,
+            health_monitor,
+        })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.listener
+            .local_addr()
+            .unwrap_or_else(|_| SocketAddr::from(([127, 0, 0, 1], 0)))
+    }
+
+    /// The transport-free service, for in-process callers.
+    pub fn core(&self) -> &BlogCore {
+        &self.core
+    }
+
+    /// Serves until `shutdown` resolves, then finishes the calls in flight.
+    pub async fn run_until_stopped(
+        self,
+        shutdown: impl Future<Output = ()> + Send,
+    ) -> anyhow::Result<()> {
+        tracing::info!(addr = %self.local_addr(), "blog-service listening");
+        let served = serve(self.routes, self.listener, shutdown).await;
+        self.health_monitor.abort();
+        served
+    }
+}
+
+async fn connect_posts(config: &Config) -> anyhow::Result<Arc<dyn PostStore>> {
+    let pool = SqlPool::connect(
+        config.database_url.as_deref(),
+        "blog.db",
+        "BLOG_DATABASE_URL",
+        config.store_timeout,
+        &MIGRATIONS,
+    )
+    .await?;
+    tracing::info!(backend = pool.backend(), "post database ready");
+    Ok(Arc::new(SqlPostStore::new(pool)))
+}
+
+impl pair_common::service::Service for Application {
+    type Config = Config;
+    const NAME: &'static str = "blog-service";
+
+    fn listen_addr(config: &Config) -> SocketAddr {
+        config.listen_addr
+    }
+
+    async fn build(config: Config) -> anyhow::Result<Self> {
+        Self::build(config).await
+    }
+
+    async fn run_until_stopped(
+        self,
+        shutdown: impl Future<Output = ()> + Send,
+    ) -> anyhow::Result<()> {
+        self.run_until_stopped(shutdown).await
+    }
+}

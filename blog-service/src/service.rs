@@ -1,0 +1,188 @@
+//! What blog-service does, free of transport: every RPC is one method here. Reads are
+//! anonymous and never touch auth-service; every write first asks auth-service who the
+//! caller is.
+
+use std::sync::Arc;
+
+use uuid::Uuid;
+
+use crate::{
+    domain::{
+        self, NewPost, Post,
+        page::{ListQuery, Page},
+    },
+    error::BlogError,
+    introspect::{Caller, Introspector},
+    store::PostStore,
+};
+
+const INACTIVE_TOKEN: &str = "access token is invalid, expired or revoked";
+
+/// The service: the post store and the auth-service client, shared by every call.
+#[derive(Clone)]
+pub struct BlogCore {
+    posts: Arc<dyn PostStore>,
+    auth: Introspector,
+}
+
+impl BlogCore {
+    pub fn new(posts: Arc<dyn PostStore>, auth: Introspector) -> Self {
+        Self { posts, auth }
+    }
+
+    pub async fn list_posts(
+        &self,
+        page_size: i32,
+        page_token: &str,
+        author_id: Option<&str>,
+    ) -> Result<Page, BlogError> {
+        let query =
+            ListQuery::parse(page_size, page_token, author_id).map_err(BlogError::Validation)?;
+        let rows = self
+            .posts
+            .list(query.author_id, query.after, query.fetch_limit())
+            .await?;
+        Ok(query.page(rows))
+    }
+
+    pub async fn get_post(&self, id: &str) -> Result<Post, BlogError> {
+        let id = domain::parse_id(id).map_err(|why| BlogError::invalid("id", why))?;
+        self.posts
+            .find(id)
+            .await?
+            .ok_or(BlogError::NotFound("post"))
+    }
+
+    pub async fn create_post(
+        &self,
+        authorization: Option<&str>,
+        title: &str,
+        content: &str,
+    ) -> Result<Post, BlogError> {
+        let caller = self.writer(authorization).await?;
+        let new = NewPost::parse(title, content).map_err(BlogError::Validation)?;
+        let now = domain::now();
+        let post = Post {
+            id: Uuid::now_v7(),
+            author_id: caller.user_id,
+            author_username: caller.username,
+            title: new.title.as_str().to_owned(),
+            content: new.content.as_str().to_owned(),
+            create_time: now,
+            update_time: now,
+        };
+        self.posts.insert(&post).await?;
+        tracing::info!(post_id = %post.id, author_id = %post.author_id, "post created");
+        Ok(post)
+    }
+
+    pub async fn update_post(
+        &self,
+        authorization: Option<&str>,
+        id: &str,
+        title: Option<&str>,
+        content: Option<&str>,
+    ) -> Result<Post, BlogError> {
+        let caller = self.writer(authorization).await?;
+        let (id, change) =
+            domain::parse_post_update(id, title, content).map_err(BlogError::Validation)?;
+        match self
+            .posts
+            .update_owned(id, caller.user_id, &change, domain::now())
+            .await?
+        {
+            Some(post) => {
+                tracing::info!(post_id = %post.id, author_id = %post.author_id, "post updated");
+                Ok(post)
+            }
+            None => Err(self.not_owned(id).await),
+        }
+    }
+
+    pub async fn delete_post(
+        &self,
+        authorization: Option<&str>,
+        id: &str,
+    ) -> Result<(), BlogError> {
+        let caller = self.writer(authorization).await?;
+        let id = domain::parse_id(id).map_err(|why| BlogError::invalid("id", why))?;
+        if self.posts.delete_owned(id, caller.user_id).await? {
+            tracing::info!(post_id = %id, author_id = %caller.user_id, "post deleted");
+            Ok(())
+        } else {
+            Err(self.not_owned(id).await)
+        }
+    }
+
+    /// Succeeds while the post store answers (for the health service). auth-service is
+    /// not probed: reads go on without it, so blog-service still serves.
+    pub async fn ping(&self) -> Result<(), String> {
+        self.posts
+            .ping()
+            .await
+            .map_err(|error| format!("{:#}", anyhow::Error::new(error)))
+    }
+
+    /// The caller of a write, from the `authorization` metadata value. A malformed value
+    /// is refused without asking auth-service. Introspect reports the caller's current
+    /// username, so their posts take it on here if they were renamed since their last write.
+    async fn writer(&self, authorization: Option<&str>) -> Result<Caller, BlogError> {
+        let header = authorization.ok_or(BlogError::Unauthenticated(
+            "missing authorization metadata: send `authorization: Bearer <access_token>`",
+        ))?;
+        let token = bearer_token(header).ok_or(BlogError::Unauthenticated(
+            "authorization metadata must be `Bearer <access_token>`",
+        ))?;
+        let caller = self
+            .auth
+            .introspect(token)
+            .await?
+            .ok_or(BlogError::Unauthenticated(INACTIVE_TOKEN))?;
+        let renamed = self
+            .posts
+            .rename_author(caller.user_id, &caller.username)
+            .await?;
+        if renamed > 0 {
+            tracing::info!(author_id = %caller.user_id, posts = renamed, "author renamed: posts follow");
+        }
+        Ok(caller)
+    }
+
+    /// Why a write to post `id` matched none of the caller's posts: it does not exist, or
+    /// it is someone else's.
+    async fn not_owned(&self, id: Uuid) -> BlogError {
+        match self.posts.find(id).await {
+            Ok(Some(_)) => BlogError::PermissionDenied,
+            Ok(None) => BlogError::NotFound("post"),
+            Err(error) => error,
+        }
+    }
+}
+
+/// The token of `Bearer <token>` (scheme case-insensitive, RFC 6750).
+fn bearer_token(header: &str) -> Option<&str> {
+    let (scheme, token) = header.split_once(' ')?;
+    let token = token.trim();
+    (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bearer_tokens_are_read_from_the_header_whatever_the_scheme_case() {
+        assert_eq!(bearer_token("Bearer abc"), Some("abc"));
+        assert_eq!(bearer_token("bearer abc"), Some("abc"));
+        assert_eq!(bearer_token("BEARER  abc "), Some("abc"));
+    }
+
+    #[test]
+    fn other_schemes_and_empty_tokens_are_not_bearer_tokens() {
+        assert_eq!(bearer_token("Basic abc"), None);
+        assert_eq!(bearer_token("Bearer "), None);
+        assert_eq!(bearer_token("Bearer"), None);
+        assert_eq!(bearer_token("abc"), None);
+        assert_eq!(bearer_token(""), None);
+    }
+}

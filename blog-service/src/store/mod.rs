@@ -1,0 +1,53 @@
+//! Storage of posts behind one small trait, `PostStore`, with one implementation per
+//! backend, chosen once at start from the URL. Implementations hold SQL only: what is
+//! valid, how pages are cut and who may change a post is decided above the trait.
+
+mod sql;
+
+pub use self::sql::{MIGRATIONS, SqlPostStore};
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use uuid::Uuid;
+
+use crate::{
+    domain::{Post, PostChange, page::Cursor},
+    error::BlogError,
+};
+
+/// Posts, read newest first: by `create_time` then `id`, both descending. Failures are
+/// `BlogError::Unavailable` when the store cannot be reached and `Internal` otherwise.
+#[async_trait]
+pub trait PostStore: Send + Sync + 'static {
+    async fn insert(&self, post: &Post) -> Result<(), BlogError>;
+
+    async fn find(&self, id: Uuid) -> Result<Option<Post>, BlogError>;
+
+    /// At most `limit` posts, newest first, of `author_id` only if given, and strictly
+    /// after `after` in that order if given (keyset paging).
+    async fn list(
+        &self,
+        author_id: Option<Uuid>,
+        after: Option<Cursor>,
+        limit: usize,
+    ) -> Result<Vec<Post>, BlogError>;
+
+    /// Sets the given fields of post `id` if `author_id` wrote it, in one statement so
+    /// ownership cannot change between check and write; `None` if no such post of theirs.
+    async fn update_owned(
+        &self,
+        id: Uuid,
+        author_id: Uuid,
+        change: &PostChange,
+        now: DateTime<Utc>,
+    ) -> Result<Option<Post>, BlogError>;
+
+    /// Deletes post `id` if `author_id` wrote it; false if no such post of theirs.
+    async fn delete_owned(&self, id: Uuid, author_id: Uuid) -> Result<bool, BlogError>;
+
+    /// Gives every post of `author_id` the name `username`; returns how many changed.
+    async fn rename_author(&self, author_id: Uuid, username: &str) -> Result<u64, BlogError>;
+
+    /// Succeeds while the store answers.
+    async fn ping(&self) -> Result<(), BlogError>;
+}
