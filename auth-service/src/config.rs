@@ -90,7 +90,7 @@ impl Config {
         if self
             .jwt_secret
             .as_ref()
-            .is_some_and(|secret| secret.len() < 32)
+            .is_some_and(|secret| !secret.is_empty() && secret.len() < 32)
         {
             return Err("AUTH_JWT_SECRET must be at least 32 bytes long".into());
         }

@@ -56,7 +56,8 @@ impl Application {
     /// listener (port 0 picks a free port).
     pub async fn build(config: Config) -> anyhow::Result<Self> {
         config.validate().map_err(anyhow::Error::msg)?;
-        let secret = match &config.jwt_secret {
+        // An empty value (e.g. `AUTH_JWT_SECRET=` from a template) counts as unset.
+        let secret = match config.jwt_secret.as_deref().filter(|s| !s.is_empty()) {
             Some(secret) => secret.as_bytes().to_vec(),
             None => {
                 tracing::warn!(
@@ -177,4 +178,24 @@ fn random_secret() -> anyhow::Result<Vec<u8>> {
     getrandom::fill(&mut secret)
         .map_err(|e| anyhow::anyhow!("no operating system randomness for the JWT secret: {e}"))?;
     Ok(secret)
+}
+
+impl pair_common::service::Service for Application {
+    type Config = Config;
+    const NAME: &'static str = "auth-service";
+
+    fn listen_addr(config: &Config) -> SocketAddr {
+        config.listen_addr
+    }
+
+    async fn build(config: Config) -> anyhow::Result<Self> {
+        Self::build(config).await
+    }
+
+    async fn run_until_stopped(
+        self,
+        shutdown: impl Future<Output = ()> + Send,
+    ) -> anyhow::Result<()> {
+        self.run_until_stopped(shutdown).await
+    }
 }

@@ -53,9 +53,16 @@ pub fn with_reflection(routes: Routes, services: &[&str]) -> anyhow::Result<Rout
         ]);
     let configure = || {
         names.clone().fold(
+            // Both reflection versions are listed by both servers, so each must be able
+            // to describe both.
             tonic_reflection::server::Builder::configure()
+                .include_reflection_service(false)
                 .register_encoded_file_descriptor_set(pair_proto::FILE_DESCRIPTOR_SET)
-                .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET),
+                .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+                .register_encoded_file_descriptor_set(tonic_reflection::pb::v1::FILE_DESCRIPTOR_SET)
+                .register_encoded_file_descriptor_set(
+                    tonic_reflection::pb::v1alpha::FILE_DESCRIPTOR_SET,
+                ),
             |builder, name| builder.with_service_name(name),
         )
     };

@@ -58,3 +58,39 @@ where
         }
     })
 }
+
+/// The `healthcheck` subcommand of each binary (for container healthchecks): asks the
+/// server listening on `listen_addr` for the overall (`""`) status. An unspecified
+/// listen address (`0.0.0.0`, `::`) is reached through loopback.
+pub async fn check(listen_addr: std::net::SocketAddr) -> anyhow::Result<()> {
+    use tonic_health::pb::{
+        HealthCheckRequest, health_check_response::ServingStatus as Wire,
+        health_client::HealthClient,
+    };
+    let mut addr = listen_addr;
+    if addr.ip().is_unspecified() {
+        addr.set_ip(if addr.is_ipv4() {
+            std::net::Ipv4Addr::LOCALHOST.into()
+        } else {
+            std::net::Ipv6Addr::LOCALHOST.into()
+        });
+    }
+    let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))?
+        .connect_timeout(Duration::from_secs(2))
+        .timeout(Duration::from_secs(2))
+        .connect()
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot reach {addr}: {e}"))?;
+    let status = HealthClient::new(channel)
+        .check(HealthCheckRequest {
+            service: String::new(),
+        })
+        .await?
+        .into_inner()
+        .status;
+    anyhow::ensure!(
+        status == Wire::Serving as i32,
+        "{addr} is not serving (status {status})"
+    );
+    Ok(())
+}

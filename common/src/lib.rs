@@ -5,6 +5,7 @@
 pub mod duration;
 pub mod grpc;
 pub mod health;
+pub mod service;
 pub mod shutdown;
 pub mod size_limit;
 pub mod sql;

@@ -1,0 +1,72 @@
+//! `cargo run --release`: auth-service and blog-service in one process, configured from
+//! the same AUTH_* and BLOG_* variables as their own binaries. With nothing configured
+//! they run on SQLite files under ./data/ and an in-process token store. blog-service
+//! still checks every token through a real gRPC Introspect call to auth-service.
+
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+use clap::Parser as _;
+use tokio::sync::watch;
+
+/// Runs auth-service and blog-service together. Every setting is an environment
+/// variable: see `auth-service --help` and `blog-service --help` (AUTH_*, BLOG_*).
+/// When BLOG_AUTH_URL is unset, blog-service calls the auth-service started here.
+#[derive(Debug, clap::Parser)]
+#[command(name = "auth-blog", version, about)]
+struct Cli {}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let _ = Cli::parse();
+    pair_common::telemetry::init();
+    match run().await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("auth-blog: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run() -> anyhow::Result<()> {
+    let auth_config = auth_service::Config::try_parse_from(["auth-service"])
+        .context("auth-service configuration")?;
+    let mut blog_config = blog_service::Config::try_parse_from(["blog-service"])
+        .context("blog-service configuration")?;
+
+    let auth = auth_service::Application::build(auth_config)
+        .await
+        .context("auth-service cannot start")?;
+    if std::env::var_os("BLOG_AUTH_URL").is_none() {
+        blog_config.auth_url = format!("http://{}", auth.local_addr());
+    }
+    let blog = blog_service::Application::build(blog_config)
+        .await
+        .context("blog-service cannot start")?;
+
+    // One signal stops both; if either server fails, the other is stopped too.
+    let (stop, stopped) = watch::channel(false);
+    let until_stopped = |mut stopped: watch::Receiver<bool>| async move {
+        let _ = stopped.wait_for(|stop| *stop).await;
+    };
+    let signal_stop = stop.clone();
+    tokio::spawn(async move {
+        pair_common::shutdown::signal().await;
+        let _ = signal_stop.send(true);
+    });
+    let auth_stop = stop.clone();
+    let auth_run = async move {
+        let result = auth.run_until_stopped(until_stopped(stopped.clone())).await;
+        let _ = auth_stop.send(true);
+        result.context("auth-service stopped")
+    };
+    let blog_stopped = stop.subscribe();
+    let blog_run = async move {
+        let result = blog.run_until_stopped(until_stopped(blog_stopped)).await;
+        let _ = stop.send(true);
+        result.context("blog-service stopped")
+    };
+    let (auth_result, blog_result) = tokio::join!(auth_run, blog_run);
+    auth_result.and(blog_result)
+}
