@@ -30,10 +30,10 @@ async fn main() -> ExitCode {
 }
 
 async fn run() -> anyhow::Result<()> {
-    let auth_config = auth_service::Config::try_parse_from(["auth-service"])
-        .context("auth-service configuration")?;
-    let mut blog_config = blog_service::Config::try_parse_from(["blog-service"])
-        .context("blog-service configuration")?;
+    let auth_config =
+        auth_service::Config::try_parse_from(["auth-service"]).map_err(config_error)?;
+    let mut blog_config =
+        blog_service::Config::try_parse_from(["blog-service"]).map_err(config_error)?;
 
     let auth = auth_service::Application::build(auth_config)
         .await
@@ -69,4 +69,11 @@ async fn run() -> anyhow::Result<()> {
     };
     let (auth_result, blog_result) = tokio::join!(auth_run, blog_run);
     auth_result.and(blog_result)
+}
+
+/// The one line of a configuration error that names the variable and the reason.
+fn config_error(error: clap::Error) -> anyhow::Error {
+    let rendered = error.to_string();
+    let line = rendered.lines().next().unwrap_or_default();
+    anyhow::anyhow!("{}", line.trim_start_matches("error: "))
 }

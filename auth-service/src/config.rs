@@ -11,76 +11,130 @@ use pair_common::duration::parse_duration;
 #[command(name = "auth-service", version, about)]
 pub struct Config {
     /// Address the gRPC server listens on.
-    #[arg(long, env = "AUTH_LISTEN_ADDR", default_value = "127.0.0.1:50051")]
+    #[arg(
+        long,
+        env = "AUTH_LISTEN_ADDR",
+        value_name = "AUTH_LISTEN_ADDR",
+        default_value = "127.0.0.1:50051"
+    )]
     pub listen_addr: SocketAddr,
 
     /// User database: `postgres://…`, or `sqlite://…`; unset means an embedded SQLite
     /// file under ./data/.
-    #[arg(long, env = "AUTH_DATABASE_URL", hide_env_values = true)]
+    #[arg(
+        long,
+        env = "AUTH_DATABASE_URL",
+        value_name = "AUTH_DATABASE_URL",
+        hide_env_values = true
+    )]
     pub database_url: Option<String>,
 
     /// Token store: `redis://…`; unset means an in-process token store.
-    #[arg(long, env = "AUTH_REDIS_URL", hide_env_values = true)]
+    #[arg(
+        long,
+        env = "AUTH_REDIS_URL",
+        value_name = "AUTH_REDIS_URL",
+        hide_env_values = true
+    )]
     pub redis_url: Option<String>,
 
     /// Redis logical database holding the active refresh tokens of each user.
-    #[arg(long, env = "AUTH_REDIS_REFRESH_DB", default_value_t = 1)]
+    #[arg(
+        long,
+        env = "AUTH_REDIS_REFRESH_DB",
+        value_name = "AUTH_REDIS_REFRESH_DB",
+        default_value_t = 1
+    )]
     pub redis_refresh_db: u8,
 
     /// Redis logical database holding the blocked access tokens.
-    #[arg(long, env = "AUTH_REDIS_BLOCKLIST_DB", default_value_t = 2)]
+    #[arg(
+        long,
+        env = "AUTH_REDIS_BLOCKLIST_DB",
+        value_name = "AUTH_REDIS_BLOCKLIST_DB",
+        default_value_t = 2
+    )]
     pub redis_blocklist_db: u8,
 
     /// HS256 signing secret, at least 32 bytes; unset means a random secret per start
     /// (every token dies with the process).
-    #[arg(long, env = "AUTH_JWT_SECRET", hide_env_values = true)]
+    #[arg(
+        long,
+        env = "AUTH_JWT_SECRET",
+        value_name = "AUTH_JWT_SECRET",
+        hide_env_values = true
+    )]
     pub jwt_secret: Option<String>,
 
     /// The `iss` claim of issued tokens, checked on every token presented.
-    #[arg(long, env = "AUTH_JWT_ISSUER", default_value = "auth-service")]
+    #[arg(
+        long,
+        env = "AUTH_JWT_ISSUER",
+        value_name = "AUTH_JWT_ISSUER",
+        default_value = "auth-service"
+    )]
     pub jwt_issuer: String,
 
     /// Lifetime of access tokens.
-    #[arg(long, env = "AUTH_ACCESS_TOKEN_TTL", default_value = "15m", value_parser = parse_duration)]
+    #[arg(long, env = "AUTH_ACCESS_TOKEN_TTL", value_name = "AUTH_ACCESS_TOKEN_TTL", default_value = "15m", value_parser = parse_duration)]
     pub access_token_ttl: Duration,
 
     /// Lifetime of refresh tokens; a session ends after this long without a refresh.
-    #[arg(long, env = "AUTH_REFRESH_TOKEN_TTL", default_value = "30d", value_parser = parse_duration)]
+    #[arg(long, env = "AUTH_REFRESH_TOKEN_TTL", value_name = "AUTH_REFRESH_TOKEN_TTL", default_value = "30d", value_parser = parse_duration)]
     pub refresh_token_ttl: Duration,
 
     /// Password hashes computed at once; unset means max(1, cores - 1), leaving a core
     /// for token checks during a flood of logins.
-    #[arg(long, env = "AUTH_HASH_CONCURRENCY")]
+    #[arg(
+        long,
+        env = "AUTH_HASH_CONCURRENCY",
+        value_name = "AUTH_HASH_CONCURRENCY"
+    )]
     pub hash_concurrency: Option<usize>,
 
     /// Calls that may wait for a hashing slot; past that they get RESOURCE_EXHAUSTED.
-    #[arg(long, env = "AUTH_HASH_QUEUE", default_value_t = 64)]
+    #[arg(
+        long,
+        env = "AUTH_HASH_QUEUE",
+        value_name = "AUTH_HASH_QUEUE",
+        default_value_t = 64
+    )]
     pub hash_queue: usize,
 
     /// Throttle logins after repeated failures (per username and per client address).
-    #[arg(long, env = "AUTH_LOGIN_THROTTLE", default_value_t = true, action = clap::ArgAction::Set)]
+    #[arg(long, env = "AUTH_LOGIN_THROTTLE", value_name = "AUTH_LOGIN_THROTTLE", default_value_t = true, action = clap::ArgAction::Set)]
     pub login_throttle: bool,
 
     /// Failed logins of one username allowed per window before each further attempt
     /// must wait (1 s, then doubling).
-    #[arg(long, env = "AUTH_LOGIN_FREE_FAILURES", default_value_t = 5)]
+    #[arg(
+        long,
+        env = "AUTH_LOGIN_FREE_FAILURES",
+        value_name = "AUTH_LOGIN_FREE_FAILURES",
+        default_value_t = 5
+    )]
     pub login_free_failures: u32,
 
     /// Failed logins from one client address allowed per window before that address
     /// must wait; bounds how many users one address can slow down.
-    #[arg(long, env = "AUTH_LOGIN_ADDRESS_FREE_FAILURES", default_value_t = 100)]
+    #[arg(
+        long,
+        env = "AUTH_LOGIN_ADDRESS_FREE_FAILURES",
+        value_name = "AUTH_LOGIN_ADDRESS_FREE_FAILURES",
+        default_value_t = 100
+    )]
     pub login_address_free_failures: u32,
 
     /// How long failed logins are remembered.
-    #[arg(long, env = "AUTH_LOGIN_FAILURE_WINDOW", default_value = "15m", value_parser = parse_duration)]
+    #[arg(long, env = "AUTH_LOGIN_FAILURE_WINDOW", value_name = "AUTH_LOGIN_FAILURE_WINDOW", default_value = "15m", value_parser = parse_duration)]
     pub login_failure_window: Duration,
 
     /// The longest wait a throttled login is given.
-    #[arg(long, env = "AUTH_LOGIN_MAX_DELAY", default_value = "5m", value_parser = parse_duration)]
+    #[arg(long, env = "AUTH_LOGIN_MAX_DELAY", value_name = "AUTH_LOGIN_MAX_DELAY", default_value = "5m", value_parser = parse_duration)]
     pub login_max_delay: Duration,
 
     /// Deadline for a store (database, Redis) to answer one operation.
-    #[arg(long, env = "AUTH_STORE_TIMEOUT", default_value = "2s", value_parser = parse_duration)]
+    #[arg(long, env = "AUTH_STORE_TIMEOUT", value_name = "AUTH_STORE_TIMEOUT", default_value = "2s", value_parser = parse_duration)]
     pub store_timeout: Duration,
 }
 

@@ -11,24 +11,39 @@ use pair_common::duration::parse_duration;
 #[command(name = "blog-service", version, about)]
 pub struct Config {
     /// Address the gRPC server listens on.
-    #[arg(long, env = "BLOG_LISTEN_ADDR", default_value = "127.0.0.1:50052")]
+    #[arg(
+        long,
+        env = "BLOG_LISTEN_ADDR",
+        value_name = "BLOG_LISTEN_ADDR",
+        default_value = "127.0.0.1:50052"
+    )]
     pub listen_addr: SocketAddr,
 
     /// Post database: `postgres://…`, a database of its own (never auth-service's).
-    #[arg(long, env = "BLOG_DATABASE_URL", hide_env_values = true)]
+    #[arg(
+        long,
+        env = "BLOG_DATABASE_URL",
+        value_name = "BLOG_DATABASE_URL",
+        hide_env_values = true
+    )]
     pub database_url: Option<String>,
 
     /// auth-service, whose Introspect checks the bearer token of every write.
-    #[arg(long, env = "BLOG_AUTH_URL", default_value = "http://127.0.0.1:50051")]
+    #[arg(
+        long,
+        env = "BLOG_AUTH_URL",
+        value_name = "BLOG_AUTH_URL",
+        default_value = "http://127.0.0.1:50051"
+    )]
     pub auth_url: String,
 
     /// Deadline of each Introspect call, connecting included; past it a write is
     /// UNAVAILABLE.
-    #[arg(long, env = "BLOG_AUTH_TIMEOUT", default_value = "2s", value_parser = parse_duration)]
+    #[arg(long, env = "BLOG_AUTH_TIMEOUT", value_name = "BLOG_AUTH_TIMEOUT", default_value = "2s", value_parser = parse_duration)]
     pub auth_timeout: Duration,
 
     /// How long a call waits for a database connection; past it the call is UNAVAILABLE.
-    #[arg(long, env = "BLOG_STORE_TIMEOUT", default_value = "2s", value_parser = parse_duration)]
+    #[arg(long, env = "BLOG_STORE_TIMEOUT", value_name = "BLOG_STORE_TIMEOUT", default_value = "2s", value_parser = parse_duration)]
     pub store_timeout: Duration,
 }
 

@@ -7,7 +7,7 @@ use std::{path::Path, str::FromStr as _, time::Duration};
 
 use anyhow::Context as _;
 use sqlx::{
-    PgPool, SqlitePool,
+    ConnectOptions as _, PgPool, SqlitePool,
     migrate::Migrator,
     postgres::{PgConnectOptions, PgPoolOptions},
     sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous},
@@ -79,6 +79,14 @@ impl SqlPool {
             Some(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
                 let options = PgConnectOptions::from_str(url)
                     .with_context(|| format!("{variable} is not a valid PostgreSQL URL"))?;
+                // One direct connection first: its error says why (refused, no such
+                // database, auth), where a pool would only say it timed out.
+                let first = tokio::time::timeout(timeout, options.connect())
+                    .await
+                    .map_err(|_| anyhow::anyhow!("no answer within {timeout:?}"))
+                    .and_then(|connected| connected.map_err(anyhow::Error::from))
+                    .with_context(|| format!("{variable}: cannot connect to PostgreSQL"))?;
+                drop(first);
                 let pool = PgPoolOptions::new()
                     .max_connections(16)
                     .acquire_timeout(timeout)

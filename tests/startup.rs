@@ -1,0 +1,263 @@
+//! The binaries as a newcomer and an operator meet them: `cargo run` with nothing
+//! configured, a second copy on the same ports, bad settings, Ctrl-C; and two servers
+//! sharing one SQLite file.
+
+mod support;
+
+use std::{
+    net::{SocketAddr, TcpListener},
+    path::Path,
+    process::{Child, Command, Stdio},
+    time::{Duration, Instant},
+};
+
+use pair_proto::{auth::v1 as auth, blog::v1 as blog};
+use sqlx::{Connection as _, SqliteConnection};
+use support::*;
+
+const PAIR: &str = env!("CARGO_BIN_EXE_auth-blog");
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("free port")
+        .port()
+}
+
+/// The pair binary in `dir` with only `env` set (no AUTH_*/BLOG_* from the caller).
+fn pair_command(dir: &Path, env: &[(&str, String)]) -> Command {
+    let mut command = Command::new(PAIR);
+    command
+        .current_dir(dir)
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    command
+}
+
+fn temp_dir() -> std::path::PathBuf {
+    let dir =
+        std::env::temp_dir().join(format!("auth-blog-start-{}", uuid::Uuid::now_v7().simple()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    dir
+}
+
+async fn wait_until_serving(addr: SocketAddr) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while pair_common::health::check(addr).await.is_err() {
+        assert!(Instant::now() < deadline, "{addr} did not start serving");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Sends SIGINT, as Ctrl-C does, and returns the exit status once the process ends.
+fn interrupt(mut child: Child) -> std::process::ExitStatus {
+    let status = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .expect("kill");
+    assert!(status.success());
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            return status;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the pair did not stop within 10 s of SIGINT"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn stderr_of(child: Child) -> String {
+    String::from_utf8_lossy(&child.wait_with_output().expect("output").stderr).into_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_nothing_configured_the_pair_runs_on_embedded_stores_and_stops_on_ctrl_c() {
+    let dir = temp_dir();
+    let (auth_port, blog_port) = (free_port(), free_port());
+    let env = [
+        ("AUTH_LISTEN_ADDR", format!("127.0.0.1:{auth_port}")),
+        ("BLOG_LISTEN_ADDR", format!("127.0.0.1:{blog_port}")),
+    ];
+    let child = pair_command(&dir, &env).spawn().expect("start the pair");
+    let auth_addr: SocketAddr = env[0].1.parse().expect("addr");
+    let blog_addr: SocketAddr = env[1].1.parse().expect("addr");
+    wait_until_serving(auth_addr).await;
+    wait_until_serving(blog_addr).await;
+    assert!(dir.join("data/auth.db").exists() && dir.join("data/blog.db").exists());
+
+    let channel = |addr: SocketAddr| {
+        tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
+            .expect("url")
+            .connect_lazy()
+    };
+    let mut auth_client = auth::auth_service_client::AuthServiceClient::new(channel(auth_addr));
+    let mut blog_client = blog::blog_service_client::BlogServiceClient::new(channel(blog_addr));
+    let (_, tokens) = register_and_login(&mut auth_client, "fresh").await;
+    let post = blog_client
+        .create_post(authed(
+            &tokens.access_token,
+            blog::CreatePostRequest {
+                title: "Hello".into(),
+                content: "from a fresh clone".into(),
+            },
+        ))
+        .await
+        .expect("blog checks the token with the auth-service beside it")
+        .into_inner()
+        .post
+        .expect("post");
+    let listed = blog_client
+        .list_posts(blog::ListPostsRequest::default())
+        .await
+        .expect("list")
+        .into_inner()
+        .posts;
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0].id, post.id);
+
+    let status = interrupt(child);
+    assert!(status.success(), "{status:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_pair_on_the_same_ports_fails_clearly() {
+    let dir = temp_dir();
+    let env = [
+        ("AUTH_LISTEN_ADDR", format!("127.0.0.1:{}", free_port())),
+        ("BLOG_LISTEN_ADDR", format!("127.0.0.1:{}", free_port())),
+    ];
+    let first = pair_command(&dir, &env).spawn().expect("start the pair");
+    wait_until_serving(env[0].1.parse().expect("addr")).await;
+    wait_until_serving(env[1].1.parse().expect("addr")).await;
+    let second = pair_command(&dir, &env)
+        .spawn()
+        .expect("start a second pair");
+    let message = stderr_of(second);
+    assert!(
+        message.contains("AUTH_LISTEN_ADDR") && message.contains("in use"),
+        "{message}"
+    );
+    assert!(interrupt(first).success());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_settings_stop_the_start_with_one_line_naming_the_variable() {
+    let dir = temp_dir();
+    let not_a_dir = temp_dir();
+    std::fs::write(not_a_dir.join("data"), b"a file where ./data/ should be").expect("file");
+    let cases: Vec<(&Path, (&str, String), &str)> = vec![
+        (
+            &dir,
+            ("AUTH_DATABASE_URL", "mysql://localhost/x".into()),
+            "AUTH_DATABASE_URL",
+        ),
+        (
+            &dir,
+            ("BLOG_DATABASE_URL", "mongodb://localhost/x".into()),
+            "BLOG_DATABASE_URL",
+        ),
+        (
+            &dir,
+            ("AUTH_ACCESS_TOKEN_TTL", "15x".into()),
+            "AUTH_ACCESS_TOKEN_TTL",
+        ),
+        (
+            &dir,
+            ("AUTH_REFRESH_TOKEN_TTL", "-3d".into()),
+            "AUTH_REFRESH_TOKEN_TTL",
+        ),
+        (
+            &dir,
+            ("AUTH_JWT_SECRET", "too short".into()),
+            "AUTH_JWT_SECRET",
+        ),
+        (
+            &dir,
+            (
+                "AUTH_DATABASE_URL",
+                "postgres://postgres@127.0.0.1:1/none".into(),
+            ),
+            "AUTH_DATABASE_URL",
+        ),
+        (
+            &not_a_dir,
+            ("AUTH_LISTEN_ADDR", format!("127.0.0.1:{}", free_port())),
+            "AUTH_DATABASE_URL",
+        ),
+    ];
+    for (cwd, setting, named) in cases {
+        let env = [
+            setting.clone(),
+            ("BLOG_LISTEN_ADDR", format!("127.0.0.1:{}", free_port())),
+        ];
+        let child = pair_command(cwd, &env).spawn().expect("start");
+        let started = Instant::now();
+        let output = child.wait_with_output().expect("exit");
+        assert!(!output.status.success(), "{setting:?} was accepted");
+        assert!(
+            started.elapsed() < Duration::from_secs(15),
+            "{setting:?}: slow to fail"
+        );
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        let errors: Vec<&str> = stderr
+            .lines()
+            .filter(|l| l.starts_with("auth-blog:"))
+            .collect();
+        assert_eq!(errors.len(), 1, "{setting:?}: {stderr}");
+        assert!(errors[0].contains(named), "{setting:?}: {stderr}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_servers_on_one_sqlite_file_share_it_without_corruption() {
+    let url = fresh_sqlite("shared");
+    let mut config = auth_config_on(Backend::Embedded).await;
+    config.database_url = Some(url.clone());
+    let first = start_auth(config.clone()).await;
+    let second = start_auth(config).await;
+    let mut calls = Vec::new();
+    for (i, server) in [&first, &second, &first, &second, &first, &second]
+        .into_iter()
+        .enumerate()
+    {
+        let mut client = auth_client(server).await;
+        calls.push(tokio::spawn(async move {
+            for j in 0..5 {
+                let name = format!("{}{i}x{j}", unique_name("w"));
+                client
+                    .register(auth::RegisterRequest {
+                        username: name.clone(),
+                        email: format!("{name}@example.com"),
+                        password: PASSWORD.into(),
+                    })
+                    .await
+                    .expect("register through either server");
+            }
+        }));
+    }
+    for call in calls {
+        call.await.expect("task");
+    }
+    let mut db = SqliteConnection::connect(&url).await.expect("open");
+    let (integrity,): (String,) = sqlx::query_as("PRAGMA integrity_check")
+        .fetch_one(&mut db)
+        .await
+        .expect("check");
+    assert_eq!(integrity, "ok");
+    let (users,): (i64,) = sqlx::query_as("SELECT count(*) FROM users")
+        .fetch_one(&mut db)
+        .await
+        .expect("count");
+    assert_eq!(users, 30);
+    let (mode,): (String,) = sqlx::query_as("PRAGMA journal_mode")
+        .fetch_one(&mut db)
+        .await
+        .expect("mode");
+    assert_eq!(mode, "wal");
+}
