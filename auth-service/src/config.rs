@@ -136,11 +136,27 @@ pub struct Config {
     /// Deadline for a store (database, Redis) to answer one operation.
     #[arg(long, env = "AUTH_STORE_TIMEOUT", value_name = "AUTH_STORE_TIMEOUT", default_value = "2s", value_parser = parse_duration)]
     pub store_timeout: Duration,
+
+    /// Address of the Prometheus metrics endpoint (`GET /metrics`); unset means off.
+    #[arg(long, env = "AUTH_METRICS_ADDR", value_name = "AUTH_METRICS_ADDR")]
+    pub metrics_addr: Option<SocketAddr>,
+
+    /// Browser origins allowed to call through gRPC-Web, comma-separated (`*` for any);
+    /// unset means no cross-origin access.
+    #[arg(
+        long,
+        env = "AUTH_CORS_ALLOWED_ORIGINS",
+        value_name = "AUTH_CORS_ALLOWED_ORIGINS",
+        value_delimiter = ','
+    )]
+    pub cors_allowed_origins: Vec<String>,
 }
 
 impl Config {
     /// Checks what clap cannot: relations between settings and the secret's strength.
     pub fn validate(&self) -> Result<(), String> {
+        pair_common::grpc::check_cors_origins(&self.cors_allowed_origins)
+            .map_err(|why| format!("AUTH_CORS_ALLOWED_ORIGINS: {why}"))?;
         if self
             .jwt_secret
             .as_ref()

@@ -10,6 +10,7 @@ use tonic::{Request, Response, Status, metadata::MetadataMap};
 
 use crate::{
     domain::User,
+    metrics::{AuthMetrics, IntrospectOutcome},
     service::{AuthCore, Principal},
     store::SessionInfo,
     tokens::IssuedPair,
@@ -19,11 +20,12 @@ use crate::{
 #[derive(Clone)]
 pub struct AuthGrpc {
     core: AuthCore,
+    metrics: Option<AuthMetrics>,
 }
 
 impl AuthGrpc {
-    pub fn new(core: AuthCore) -> Self {
-        Self { core }
+    pub fn new(core: AuthCore, metrics: Option<AuthMetrics>) -> Self {
+        Self { core, metrics }
     }
 
     async fn principal(&self, metadata: &MetadataMap) -> Result<Principal, Status> {
@@ -225,7 +227,15 @@ impl IntrospectionService for AuthGrpc {
         &self,
         request: Request<pb::IntrospectRequest>,
     ) -> Result<Response<pb::IntrospectResponse>, Status> {
-        let principal = self.core.introspect(&request.into_inner().token).await?;
+        let principal = self.core.introspect(&request.into_inner().token).await;
+        if let Some(metrics) = &self.metrics {
+            metrics.introspected(match &principal {
+                Ok(Some(_)) => IntrospectOutcome::Active,
+                Ok(None) => IntrospectOutcome::Inactive,
+                Err(_) => IntrospectOutcome::Error,
+            });
+        }
+        let principal = principal?;
         let response = match principal {
             None => pb::IntrospectResponse::default(),
             Some(Principal { claims, username }) => pb::IntrospectResponse {

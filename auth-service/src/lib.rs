@@ -8,6 +8,7 @@ pub mod config;
 pub mod domain;
 pub mod error;
 pub mod grpc;
+pub mod metrics;
 pub mod password;
 pub mod service;
 pub mod store;
@@ -16,20 +17,21 @@ pub mod tokens;
 use std::{future::Future, net::SocketAddr, sync::Arc};
 
 use pair_common::{
-    grpc::{bind, serve, with_reflection},
+    grpc::{PreparedServer, ServeOptions, bind, with_reflection},
+    metrics::{Metrics, MetricsServer},
     sql::SqlPool,
 };
 use pair_proto::auth::v1::{
     auth_service_server::AuthServiceServer,
     introspection_service_server::IntrospectionServiceServer,
 };
-use tokio::net::TcpListener;
 use tonic::service::Routes;
 
 pub use config::Config;
 
 use crate::{
     grpc::AuthGrpc,
+    metrics::AuthMetrics,
     password::PasswordHasher,
     service::{AuthCore, LoginThrottle},
     store::{MIGRATIONS, MemoryTokenStore, RedisTokenStore, SqlUserStore, TokenStore, UserStore},
@@ -44,11 +46,8 @@ const MAX_MESSAGE_BYTES: usize = 64 * 1024;
 
 /// A built auth-service: stores connected, listener bound, not yet serving.
 pub struct Application {
-    listener: TcpListener,
-    routes: Routes,
+    server: PreparedServer,
     core: AuthCore,
-    /// Follows the stores for the health service; stopped with the server.
-    health_monitor: tokio::task::JoinHandle<()>,
 }
 
 impl Application {
@@ -82,8 +81,23 @@ impl Application {
             window: config.login_failure_window,
             max_delay: config.login_max_delay,
         };
-        let core = AuthCore::new(users, tokens, hasher, codec, throttle);
-        let grpc = AuthGrpc::new(core.clone());
+        let core = AuthCore::new(users, tokens.clone(), hasher, codec, throttle);
+
+        let metrics = config.metrics_addr.map(|_| Arc::new(Metrics::new()));
+        let auth_metrics = metrics.as_deref().map(AuthMetrics::register);
+        let metrics_server = match (config.metrics_addr, &metrics, &auth_metrics) {
+            (Some(addr), Some(metrics), Some(auth_metrics)) => Some(
+                MetricsServer::bind(
+                    addr,
+                    "AUTH_METRICS_ADDR",
+                    metrics.clone(),
+                    Some(auth_metrics.refresh_from(tokens)),
+                )
+                .await?,
+            ),
+            _ => None,
+        };
+        let grpc = AuthGrpc::new(core.clone(), auth_metrics);
 
         let (reporter, health) = tonic_health::server::health_reporter();
         let routes = Routes::new(health)
@@ -102,18 +116,30 @@ impl Application {
             });
 
         let listener = bind(config.listen_addr, "AUTH_LISTEN_ADDR").await?;
+        let options = ServeOptions {
+            cors_allowed_origins: config.cors_allowed_origins.clone(),
+            metrics: metrics.as_ref().map(|m| m.grpc()),
+        };
         Ok(Self {
-            listener,
-            routes,
+            server: PreparedServer::new(
+                "auth-service",
+                listener,
+                routes,
+                options,
+                metrics_server,
+                vec![health_monitor],
+            ),
             core,
-            health_monitor,
         })
     }
 
     pub fn local_addr(&self) -> SocketAddr {
-        self.listener
-            .local_addr()
-            .unwrap_or_else(|_| SocketAddr::from(([127, 0, 0, 1], 0)))
+        self.server.local_addr()
+    }
+
+    /// Where `GET /metrics` is served, if AUTH_METRICS_ADDR is set.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.server.metrics_addr()
     }
 
     /// The transport-free service, for in-process callers.
@@ -126,10 +152,7 @@ impl Application {
         self,
         shutdown: impl Future<Output = ()> + Send,
     ) -> anyhow::Result<()> {
-        tracing::info!(addr = %self.local_addr(), "auth-service listening");
-        let served = serve(self.routes, self.listener, shutdown).await;
-        self.health_monitor.abort();
-        served
+        self.server.run_until_stopped(shutdown).await
     }
 }
 

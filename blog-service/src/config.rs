@@ -45,11 +45,27 @@ pub struct Config {
     /// How long a call waits for a database connection; past it the call is UNAVAILABLE.
     #[arg(long, env = "BLOG_STORE_TIMEOUT", value_name = "BLOG_STORE_TIMEOUT", default_value = "2s", value_parser = parse_duration)]
     pub store_timeout: Duration,
+
+    /// Address of the Prometheus metrics endpoint (`GET /metrics`); unset means off.
+    #[arg(long, env = "BLOG_METRICS_ADDR", value_name = "BLOG_METRICS_ADDR")]
+    pub metrics_addr: Option<SocketAddr>,
+
+    /// Browser origins allowed to call through gRPC-Web, comma-separated (`*` for any);
+    /// unset means no cross-origin access.
+    #[arg(
+        long,
+        env = "BLOG_CORS_ALLOWED_ORIGINS",
+        value_name = "BLOG_CORS_ALLOWED_ORIGINS",
+        value_delimiter = ','
+    )]
+    pub cors_allowed_origins: Vec<String>,
 }
 
 impl Config {
     /// Checks what clap cannot: that auth-service's address is one we can reach.
     pub fn validate(&self) -> Result<(), String> {
+        pair_common::grpc::check_cors_origins(&self.cors_allowed_origins)
+            .map_err(|why| format!("BLOG_CORS_ALLOWED_ORIGINS: {why}"))?;
         let uri: tonic::transport::Uri = self.auth_url.parse().map_err(|_| {
             format!(
                 "BLOG_AUTH_URL `{}` is not a URL: write e.g. http://127.0.0.1:50051",

@@ -51,6 +51,12 @@ impl Introspector {
         });
         // Tells auth-service our deadline too, so it can give up when we do.
         request.set_timeout(self.deadline);
+        // The same trace continues in auth-service's logs for this call.
+        if let Some(trace) = pair_common::observe::TraceContext::current()
+            && let Ok(value) = trace.child_header().parse()
+        {
+            request.metadata_mut().insert("traceparent", value);
+        }
         let mut client = self.client.clone();
         // The endpoint's timeouts bound the request and the connect separately; this
         // bounds the whole call, so a write can never hang on auth-service.

@@ -16,11 +16,11 @@ pub mod store;
 use std::{future::Future, net::SocketAddr, sync::Arc};
 
 use pair_common::{
-    grpc::{bind, serve, with_reflection},
+    grpc::{PreparedServer, ServeOptions, bind, with_reflection},
+    metrics::{Metrics, MetricsServer},
     sql::SqlPool,
 };
 use pair_proto::blog::v1::blog_service_server::BlogServiceServer;
-use tokio::{net::TcpListener, task::JoinHandle};
 use tonic::service::Routes;
 
 pub use config::Config;
@@ -40,10 +40,8 @@ const MAX_MESSAGE_BYTES: usize = 256 * 1024;
 
 /// A built blog-service: post store connected, listener bound, not yet serving.
 pub struct Application {
-    listener: TcpListener,
-    routes: Routes,
+    server: PreparedServer,
     core: BlogCore,
-    health_monitor: JoinHandle<()>,
 }
 
 impl Application {
@@ -64,24 +62,43 @@ impl Application {
         let routes = with_reflection(routes, SERVICE_NAMES)?;
 
         let listener = bind(config.listen_addr, "BLOG_LISTEN_ADDR").await?;
+        let metrics = config.metrics_addr.map(|_| Arc::new(Metrics::new()));
+        let metrics_server = match (config.metrics_addr, &metrics) {
+            (Some(addr), Some(metrics)) => {
+                Some(MetricsServer::bind(addr, "BLOG_METRICS_ADDR", metrics.clone(), None).await?)
+            }
+            _ => None,
+        };
         let probe_core = core.clone();
         let health_monitor =
             pair_common::health::spawn_monitor(reporter, SERVICE_NAMES, move || {
                 let core = probe_core.clone();
                 async move { core.ping().await }
             });
+        let options = ServeOptions {
+            cors_allowed_origins: config.cors_allowed_origins.clone(),
+            metrics: metrics.as_ref().map(|m| m.grpc()),
+        };
         Ok(Self {
-            listener,
-            routes,
+            server: PreparedServer::new(
+                "blog-service",
+                listener,
+                routes,
+                options,
+                metrics_server,
+                vec![health_monitor],
+            ),
             core,
-            health_monitor,
         })
     }
 
     pub fn local_addr(&self) -> SocketAddr {
-        self.listener
-            .local_addr()
-            .unwrap_or_else(|_| SocketAddr::from(([127, 0, 0, 1], 0)))
+        self.server.local_addr()
+    }
+
+    /// Where `GET /metrics` is served, if BLOG_METRICS_ADDR is set.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.server.metrics_addr()
     }
 
     /// The transport-free service, for in-process callers.
@@ -94,10 +111,7 @@ impl Application {
         self,
         shutdown: impl Future<Output = ()> + Send,
     ) -> anyhow::Result<()> {
-        tracing::info!(addr = %self.local_addr(), "blog-service listening");
-        let served = serve(self.routes, self.listener, shutdown).await;
-        self.health_monitor.abort();
-        served
+        self.server.run_until_stopped(shutdown).await
     }
 }
 

@@ -1,12 +1,22 @@
 //! Serving a tonic router the same way in both services, and the mapping of field
 //! violations to `google.rpc.BadRequest`.
 
-use std::{future::Future, net::SocketAddr};
+use std::{future::Future, net::SocketAddr, sync::Arc, time::Duration};
+
+use http::{HeaderName, HeaderValue};
+use tower_http::cors::{AllowHeaders, AllowOrigin, CorsLayer, ExposeHeaders};
 
 use tokio::net::TcpListener;
 use tokio_stream::wrappers::TcpListenerStream;
 use tonic::{Code, Status, service::Routes, transport::Server};
 use tonic_types::{ErrorDetails, StatusExt};
+
+use tokio::task::JoinHandle;
+
+use crate::{
+    metrics::{GrpcMetrics, MetricsServer},
+    observe::CallLayer,
+};
 
 /// One field that failed validation, and why, in words a client can show.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -78,18 +88,134 @@ pub async fn bind(addr: SocketAddr, variable: &str) -> anyhow::Result<TcpListene
         .map_err(|error| anyhow::anyhow!("{variable}: cannot listen on {addr}: {error}"))
 }
 
-/// Serves `routes` on `listener` until `shutdown` resolves, then stops accepting
-/// connections and lets the calls in flight finish.
+/// How a server is exposed beyond plain gRPC.
+#[derive(Debug, Clone, Default)]
+pub struct ServeOptions {
+    /// Browser origins allowed to call through gRPC-Web (`*` for any); empty means no
+    /// cross-origin access.
+    pub cors_allowed_origins: Vec<String>,
+    /// Per-call Prometheus metrics, when on.
+    pub metrics: Option<Arc<GrpcMetrics>>,
+}
+
+/// The CORS policy for gRPC-Web callers in browsers.
+fn cors(origins: &[String]) -> anyhow::Result<CorsLayer> {
+    let allow_origin = if origins.iter().any(|o| o == "*") {
+        AllowOrigin::any()
+    } else {
+        let origins = origins
+            .iter()
+            .map(|o| {
+                HeaderValue::from_str(o).map_err(|_| anyhow::anyhow!("`{o}` is not a valid origin"))
+            })
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        AllowOrigin::list(origins)
+    };
+    Ok(CorsLayer::new()
+        .allow_origin(allow_origin)
+        .allow_methods([http::Method::POST])
+        .allow_headers(AllowHeaders::list(
+            [
+                "authorization",
+                "content-type",
+                "grpc-timeout",
+                "traceparent",
+                "x-grpc-web",
+                "x-user-agent",
+            ]
+            .map(HeaderName::from_static),
+        ))
+        .expose_headers(ExposeHeaders::list(
+            ["grpc-status", "grpc-message", "grpc-status-details-bin"].map(HeaderName::from_static),
+        ))
+        .max_age(Duration::from_secs(86_400)))
+}
+
+/// Checks CORS origins at start, so a bad one is a configuration error.
+pub fn check_cors_origins(origins: &[String]) -> Result<(), String> {
+    cors(origins).map(drop).map_err(|e| e.to_string())
+}
+
+/// Serves `routes` on `listener` (gRPC over HTTP/2, and gRPC-Web over HTTP/1.1 or 2)
+/// until `shutdown` resolves, then stops accepting connections and lets the calls in
+/// flight finish.
 pub async fn serve(
     routes: Routes,
     listener: TcpListener,
+    options: ServeOptions,
     shutdown: impl Future<Output = ()> + Send,
 ) -> anyhow::Result<()> {
     Server::builder()
-        .http2_keepalive_interval(Some(std::time::Duration::from_secs(30)))
-        .layer(crate::size_limit::SizeLimitStatusLayer)
+        .accept_http1(true)
+        .http2_keepalive_interval(Some(Duration::from_secs(30)))
+        .layer(cors(&options.cors_allowed_origins)?)
+        .layer(tonic_web::GrpcWebLayer::new())
+        .layer(CallLayer::new(options.metrics))
         .add_routes(routes)
         .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
         .await?;
     Ok(())
+}
+
+/// A server ready to serve: listener bound, routes built, background tasks (the health
+/// monitor) running, the metrics endpoint bound if configured.
+pub struct PreparedServer {
+    name: &'static str,
+    listener: TcpListener,
+    routes: Routes,
+    options: ServeOptions,
+    metrics: Option<MetricsServer>,
+    background: Vec<JoinHandle<()>>,
+}
+
+impl PreparedServer {
+    pub fn new(
+        name: &'static str,
+        listener: TcpListener,
+        routes: Routes,
+        options: ServeOptions,
+        metrics: Option<MetricsServer>,
+        background: Vec<JoinHandle<()>>,
+    ) -> Self {
+        Self {
+            name,
+            listener,
+            routes,
+            options,
+            metrics,
+            background,
+        }
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.listener
+            .local_addr()
+            .unwrap_or_else(|_| SocketAddr::from(([127, 0, 0, 1], 0)))
+    }
+
+    /// Where `GET /metrics` is served, if it is.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics.as_ref().and_then(MetricsServer::local_addr)
+    }
+
+    /// Serves until `shutdown` resolves and the calls in flight have finished; then
+    /// stops the background tasks and the metrics endpoint.
+    pub async fn run_until_stopped(
+        self,
+        shutdown: impl Future<Output = ()> + Send,
+    ) -> anyhow::Result<()> {
+        tracing::info!(addr = %self.local_addr(), metrics = ?self.metrics_addr(), "{} listening", self.name);
+        let metrics = self.metrics.map(|server| {
+            tokio::spawn(async move {
+                if let Err(error) = server.serve(std::future::pending()).await {
+                    tracing::error!("metrics endpoint stopped: {error:#}");
+                }
+            })
+        });
+        let served = serve(self.routes, self.listener, self.options, shutdown).await;
+        for task in self.background.iter().chain(metrics.as_ref()) {
+            task.abort();
+        }
+        served
+    }
 }

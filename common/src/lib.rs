@@ -5,8 +5,9 @@
 pub mod duration;
 pub mod grpc;
 pub mod health;
+pub mod metrics;
+pub mod observe;
 pub mod service;
 pub mod shutdown;
-pub mod size_limit;
 pub mod sql;
 pub mod telemetry;

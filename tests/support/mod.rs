@@ -120,6 +120,8 @@ pub async fn auth_config_on(backend: Backend) -> auth_service::Config {
         login_failure_window: Duration::from_secs(900),
         login_max_delay: Duration::from_secs(300),
         store_timeout: Duration::from_secs(2),
+        metrics_addr: None,
+        cors_allowed_origins: Vec::new(),
     }
 }
 
@@ -170,6 +172,16 @@ where
         stop: Some(stop),
         task: tokio::spawn(run(stopped)),
     }
+}
+
+/// Serves an already built auth-service.
+pub fn start_built_auth(app: auth_service::Application) -> Running {
+    let addr = app.local_addr();
+    spawn(addr, |stopped| {
+        app.run_until_stopped(async move {
+            let _ = stopped.await;
+        })
+    })
 }
 
 /// Starts auth-service with `config`.

@@ -388,6 +388,16 @@ impl TokenStore for MemoryTokenStore {
         Ok(())
     }
 
+    async fn active_sessions(&self) -> Result<u64, StoreError> {
+        let now = Instant::now();
+        let count = lock(&self.maps.refresh)
+            .tokens
+            .values()
+            .filter(|e| e.expires > now)
+            .count();
+        Ok(u64::try_from(count).unwrap_or(u64::MAX))
+    }
+
     async fn ping(&self) -> Result<(), StoreError> {
         Ok(())
     }

@@ -9,6 +9,8 @@
 //!
 //! blocklist database (default 2):
 //! - `auth:blocked:{uid}:<access_jti>`: TTL = the access token's remaining life.
+//! - `auth:metrics:sessions`: sorted set of live sessions (`<uid>:<sid>`, scored by
+//!   expiry), for the active-sessions gauge; expired members are dropped at each read.
 //! - `auth:throttle:{<key>}:failures` and `…:lock`: failed logins of a username or a
 //!   client address, and the wait they impose; TTL = the failure window / the wait.
 //!
@@ -58,6 +60,19 @@ fn username_key(user: Uuid) -> String {
 fn blocked_key(user: Uuid, access_jti: Uuid) -> String {
     format!("auth:blocked:{{{user}}}:{access_jti}")
 }
+/// Live sessions for the metrics gauge (not on any request's critical path).
+const SESSIONS_KEY: &str = "auth:metrics:sessions";
+
+fn session_member(user: Uuid, session: Uuid) -> String {
+    format!("{user}:{session}")
+}
+
+/// How a change affects the live-session count.
+enum Tracked<'a> {
+    Opened(Uuid, u64),
+    Closed(&'a [Uuid]),
+}
+
 fn failures_key(key: &str) -> String {
     format!("auth:throttle:{{{key}}}:failures")
 }
@@ -108,7 +123,7 @@ return {old[1], old[2]}
 ";
 
 /// KEYS: index. ARGV: refresh key prefix, sid to keep (or ''). Returns a flat list of
-/// {access jti, access exp} of every session it revoked.
+/// {sid, access jti, access exp} of every session it revoked.
 const REVOKE_ALL: &str = r"
 local entries = redis.call('HGETALL', KEYS[1])
 local out = {}
@@ -120,6 +135,7 @@ for i = 1, #entries, 2 do
     redis.call('DEL', key)
     redis.call('HDEL', KEYS[1], sid)
     if old[1] then
+      table.insert(out, sid)
       table.insert(out, old[1])
       table.insert(out, old[2])
     end
@@ -185,9 +201,26 @@ impl RedisTokenStore {
         })
     }
 
-    /// Blocks access tokens `(jti, exp)` until they expire.
-    async fn block(&self, user: Uuid, tokens: &[(String, String)]) -> Result<(), StoreError> {
+    /// Blocks access tokens `(jti, exp)` until they expire, and tracks the sessions.
+    async fn block(
+        &self,
+        user: Uuid,
+        tokens: &[(String, String)],
+        tracked: Tracked<'_>,
+    ) -> Result<(), StoreError> {
         let mut pipe = redis::pipe();
+        match tracked {
+            Tracked::Opened(session, exp) => {
+                pipe.zadd(SESSIONS_KEY, session_member(user, session), exp)
+                    .ignore();
+            }
+            Tracked::Closed(sessions) => {
+                for session in sessions {
+                    pipe.zrem(SESSIONS_KEY, session_member(user, *session))
+                        .ignore();
+                }
+            }
+        }
         for (jti, exp) in tokens {
             let (Ok(jti), Ok(exp)) = (jti.parse::<Uuid>(), exp.parse::<u64>()) else {
                 continue;
@@ -256,7 +289,9 @@ impl TokenStore for RedisTokenStore {
             .ignore()
             .query_async::<()>(&mut self.refresh.clone())
             .await
-            .map_err(classify)
+            .map_err(classify)?;
+        self.block(user, &[], Tracked::Opened(refresh.sid, refresh.exp))
+            .await
     }
 
     async fn check_access(&self, access: &Claims) -> Result<Option<String>, StoreError> {
@@ -316,8 +351,16 @@ impl TokenStore for RedisTokenStore {
             Some("reused") => Rotation::Reused,
             _ => return Ok(Rotation::Gone),
         };
-        self.block(user_id, &pairs(reply.into_iter().skip(1).collect()))
-            .await?;
+        let tracked = match outcome {
+            Rotation::Rotated => Tracked::Opened(session_id, next_refresh.exp),
+            _ => Tracked::Closed(&[session_id]),
+        };
+        self.block(
+            user_id,
+            &pairs(reply.into_iter().skip(1).collect()),
+            tracked,
+        )
+        .await?;
         Ok(outcome)
     }
 
@@ -333,7 +376,8 @@ impl TokenStore for RedisTokenStore {
         if reply.is_empty() {
             return Ok(false);
         }
-        self.block(user_id, &pairs(reply)).await?;
+        self.block(user_id, &pairs(reply), Tracked::Closed(&[session_id]))
+            .await?;
         Ok(true)
     }
 
@@ -346,9 +390,18 @@ impl TokenStore for RedisTokenStore {
             .invoke_async(&mut self.refresh.clone())
             .await
             .map_err(classify)?;
-        let revoked = pairs(reply);
-        self.block(user_id, &revoked).await?;
-        Ok(u32::try_from(revoked.len()).unwrap_or(u32::MAX))
+        let (sessions, tokens): (Vec<Uuid>, Vec<(String, String)>) = reply
+            .chunks_exact(3)
+            .map(|t| {
+                (
+                    t[0].parse::<Uuid>().unwrap_or_default(),
+                    (t[1].clone(), t[2].clone()),
+                )
+            })
+            .unzip();
+        self.block(user_id, &tokens, Tracked::Closed(&sessions))
+            .await?;
+        Ok(u32::try_from(tokens.len()).unwrap_or(u32::MAX))
     }
 
     async fn list_sessions(&self, user_id: Uuid) -> Result<Vec<SessionInfo>, StoreError> {
@@ -451,6 +504,21 @@ impl TokenStore for RedisTokenStore {
             .del::<_, ()>(&[failures_key(key), lock_key(key)])
             .await
             .map_err(classify)
+    }
+
+    async fn active_sessions(&self) -> Result<u64, StoreError> {
+        let (now, _) = crate::tokens::now();
+        let (count,): (u64,) = redis::pipe()
+            .cmd("ZREMRANGEBYSCORE")
+            .arg(SESSIONS_KEY)
+            .arg("-inf")
+            .arg(now)
+            .ignore()
+            .zcard(SESSIONS_KEY)
+            .query_async(&mut self.blocklist.clone())
+            .await
+            .map_err(classify)?;
+        Ok(count)
     }
 
     async fn ping(&self) -> Result<(), StoreError> {

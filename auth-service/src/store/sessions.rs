@@ -96,6 +96,9 @@ pub trait TokenStore: Send + Sync + 'static {
     /// Forgets the failures and lock of `key` (after a successful login).
     async fn clear_login_failures(&self, key: &str) -> Result<(), StoreError>;
 
+    /// How many sessions are live (for the metrics gauge).
+    async fn active_sessions(&self) -> Result<u64, StoreError>;
+
     /// Succeeds while the store answers.
     async fn ping(&self) -> Result<(), StoreError>;
 }
