@@ -261,3 +261,25 @@ async fn two_servers_on_one_sqlite_file_share_it_without_corruption() {
         .expect("mode");
     assert_eq!(mode, "wal");
 }
+
+#[test]
+fn env_example_lists_every_setting_of_both_services() {
+    use clap::CommandFactory as _;
+    let example = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/.env.example"))
+        .expect(".env.example");
+    let commands = [
+        auth_service::Config::command(),
+        blog_service::Config::command(),
+    ];
+    for command in &commands {
+        for arg in command.get_arguments() {
+            if let Some(env) = arg.get_env() {
+                let env = env.to_string_lossy();
+                assert!(
+                    example.contains(&format!("{env}=")),
+                    "{env} is missing from .env.example"
+                );
+            }
+        }
+    }
+}
