@@ -7,8 +7,11 @@ use http::{HeaderName, HeaderValue};
 use tower_http::cors::{AllowHeaders, AllowOrigin, CorsLayer, ExposeHeaders};
 
 use tokio::net::TcpListener;
-use tokio_stream::wrappers::TcpListenerStream;
-use tonic::{Code, Status, service::Routes, transport::Server};
+use tonic::{
+    Code, Status,
+    service::Routes,
+    transport::{Server, server::TcpIncoming},
+};
 use tonic_types::{ErrorDetails, StatusExt};
 
 use tokio::task::JoinHandle;
@@ -152,7 +155,12 @@ pub async fn serve(
         .layer(tonic_web::GrpcWebLayer::new())
         .layer(CallLayer::new(options.metrics))
         .add_routes(routes)
-        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
+        // TCP_NODELAY: a response's trailers are a second small write, which Nagle
+        // would hold until the client's delayed ACK (~40 ms per call).
+        .serve_with_incoming_shutdown(
+            TcpIncoming::from(listener).with_nodelay(Some(true)),
+            shutdown,
+        )
         .await?;
     Ok(())
 }
