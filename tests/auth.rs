@@ -88,6 +88,11 @@ async fn register_returns_the_user_and_never_a_password(backend: Backend) {
     let id = uuid::Uuid::parse_str(&user.id).expect("uuid id");
     assert_eq!(id.get_version_num(), 7);
     assert!(user.create_time.is_some() && user.update_time.is_some());
+    // What Register answers is exactly what later reads return (same time precision).
+    let login = login(&mut client, &username, PASSWORD)
+        .await
+        .expect("login");
+    assert_eq!(login.user, Some(user));
 }
 
 async fn register_reports_every_bad_field_at_once(backend: Backend) {

@@ -2,8 +2,8 @@
 
 use std::{net::IpAddr, sync::Arc};
 
-use chrono::Utc;
 use pair_common::grpc::FieldViolation;
+use pair_common::time::now;
 use uuid::Uuid;
 
 use crate::{
@@ -75,7 +75,7 @@ impl AuthCore {
         let new =
             domain::parse_registration(username, email, password).map_err(AuthError::Validation)?;
         let password_hash = self.hasher.hash(&new.password).await?;
-        let now = Utc::now();
+        let now = now();
         let user = User {
             id: Uuid::now_v7(),
             username: new.username.as_str().to_owned(),
@@ -264,7 +264,7 @@ impl AuthCore {
                 principal.claims.sub,
                 username.as_ref(),
                 email.as_ref(),
-                Utc::now(),
+                now(),
             )
             .await?
             .ok_or(AuthError::Unauthenticated("the user no longer exists"))?;
@@ -309,7 +309,7 @@ impl AuthCore {
         }
         let hash = self.hasher.hash(&new).await?;
         self.users
-            .set_password_hash(found.user.id, &hash, Utc::now())
+            .set_password_hash(found.user.id, &hash, now())
             .await?;
         let pair = self.rotate_current(principal).await?;
         let revoked = self

@@ -11,3 +11,4 @@ pub mod service;
 pub mod shutdown;
 pub mod sql;
 pub mod telemetry;
+pub mod time;

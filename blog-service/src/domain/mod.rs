@@ -3,7 +3,7 @@
 
 pub mod page;
 
-use chrono::{DateTime, SubsecRound as _, Utc};
+use chrono::{DateTime, Utc};
 use pair_common::grpc::FieldViolation;
 use uuid::Uuid;
 
@@ -23,11 +23,7 @@ pub struct Post {
     pub update_time: DateTime<Utc>,
 }
 
-/// The current time at the precision the stores keep (microseconds), so a time we hand
-/// out is exactly the time we read back, and keyset comparisons on it are exact.
-pub fn now() -> DateTime<Utc> {
-    Utc::now().trunc_subsecs(6)
-}
+pub use pair_common::time::now;
 
 /// A title of 1-200 characters after trimming Unicode white space; stored trimmed.
 #[derive(Debug, Clone, PartialEq, Eq)]
