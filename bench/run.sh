@@ -1,0 +1,257 @@
+#!/usr/bin/env bash
+# Benchmarks the auth + blog pair with loadgen, once per backend set.
+#
+#   bash bench/run.sh                # full run: 2s warm-up + 10s per scenario
+#   QUICK=1 bash bench/run.sh        # smoke test: short durations, small seeds
+#   BACKENDS=embedded bash bench/run.sh
+#
+# For each backend (embedded: SQLite in a temp dir + in-process token store;
+# postgres: fresh databases bench_auth_<ts> / bench_blog_<ts> + Redis) it starts
+# target/release/auth-service and target/release/blog-service on their own ports (not
+# the defaults, so a running dev pair is left alone), runs every scenario at 32 calls in
+# flight, then introspect at 256 in flight, records the peak RSS of each service, writes
+# bench/results/<backend>.json (+ .txt tables, service logs) and stops the services.
+#
+# Environment: QUICK=1, BACKENDS ("embedded postgres"), PGHOST/PGPORT/PGUSER
+# (127.0.0.1/5432/postgres), BENCH_REDIS_URL (redis://127.0.0.1:6379), KEEP_DB=1 (keep
+# the bench databases), BENCH_RUST_LOG (warn), LOADGEN_ARGS (extra loadgen flags).
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+RESULTS="$ROOT/bench/results"
+BIN="$ROOT/target/release"
+BACKENDS="${BACKENDS:-embedded postgres}"
+PGHOST="${PGHOST:-127.0.0.1}"
+PGPORT="${PGPORT:-5432}"
+PGUSER="${PGUSER:-postgres}"
+REDIS_URL="${BENCH_REDIS_URL:-redis://127.0.0.1:6379}"
+LOG_FILTER="${BENCH_RUST_LOG:-warn}"
+read -r -a EXTRA_ARGS <<<"${LOADGEN_ARGS:-}"
+
+if [[ "${QUICK:-0}" == 1 ]]; then
+  WARMUP=500ms DURATION=2s SEED_USERS=20 SEED_POSTS=500 LOADGEN_LIMIT=300
+else
+  WARMUP=2s DURATION=10s SEED_USERS=200 SEED_POSTS=10000 LOADGEN_LIMIT=1200
+fi
+CONCURRENCY=32
+HIGH_CONCURRENCY=256
+
+TMP="$(mktemp -d "${TMPDIR:-/tmp}/bench.XXXXXX")"
+AUTH_PID=""
+BLOG_PID=""
+LOADGEN_PID=""
+DATABASES=()
+
+log() { printf '[bench %(%H:%M:%S)T] %s\n' -1 "$*" >&2; }
+die() { log "error: $*"; exit 1; }
+
+# Sends SIGTERM, waits up to 10 s, then SIGKILL.
+stop_process() {
+  local pid="$1" name="$2"
+  [[ -n "$pid" ]] || return 0
+  if kill -0 "$pid" 2>/dev/null; then
+    kill -TERM "$pid" 2>/dev/null || true
+    for _ in $(seq 100); do
+      kill -0 "$pid" 2>/dev/null || break
+      sleep 0.1
+    done
+    if kill -0 "$pid" 2>/dev/null; then
+      log "$name (pid $pid) ignored SIGTERM for 10s; killing it"
+      kill -KILL "$pid" 2>/dev/null || true
+    fi
+  fi
+  wait "$pid" 2>/dev/null || true
+}
+
+stop_services() {
+  stop_process "$BLOG_PID" blog-service
+  BLOG_PID=""
+  stop_process "$AUTH_PID" auth-service
+  AUTH_PID=""
+}
+
+cleanup() {
+  local status=$?
+  trap - EXIT INT TERM
+  stop_process "$LOADGEN_PID" loadgen
+  stop_services
+  if [[ "${KEEP_DB:-0}" != 1 ]]; then
+    for db in "${DATABASES[@]}"; do
+      psql -h "$PGHOST" -p "$PGPORT" -U "$PGUSER" -qc "DROP DATABASE IF EXISTS $db WITH (FORCE)" \
+        >/dev/null 2>&1 || log "could not drop database $db"
+    done
+  elif ((${#DATABASES[@]})); then
+    log "kept databases: ${DATABASES[*]}"
+  fi
+  rm -rf "$TMP"
+  exit "$status"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+port_in_use() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
+# "<VmHWM kB> <VmRSS kB>" of a process.
+memory_kb() {
+  awk '/^VmHWM:/ { hwm = $2 } /^VmRSS:/ { rss = $2 } END { printf "%s %s", hwm + 0, rss + 0 }' \
+    "/proc/$1/status"
+}
+
+# run_loadgen TABLE_FILE ARGS…: runs loadgen in the background and waits for it (so a
+# signal to this script is handled at once), then appends its table to TABLE_FILE.
+run_loadgen() {
+  local table="$1" status=0
+  shift
+  timeout "$LOADGEN_LIMIT" "$BIN/loadgen" "$@" >"$TMP/table" &
+  LOADGEN_PID=$!
+  wait "$LOADGEN_PID" || status=$?
+  LOADGEN_PID=""
+  cat "$TMP/table" >>"$table"
+  cat "$TMP/table"
+  return "$status"
+}
+
+show_logs() {
+  local backend="$1"
+  for service in auth blog; do
+    log "last lines of $RESULTS/$backend-$service.log:"
+    tail -n 20 "$RESULTS/$backend-$service.log" >&2 || true
+  done
+}
+
+# start_pair BACKEND AUTH_PORT BLOG_PORT WORKDIR [VAR=VALUE…]: starts both services with
+# a clean environment plus the given variables, in WORKDIR (./data/ goes there).
+start_pair() {
+  local backend="$1" auth_port="$2" blog_port="$3" workdir="$4"
+  shift 4
+  local port
+  for port in "$auth_port" "$blog_port"; do
+    port_in_use "$port" && die "port $port is already in use; stop whatever listens there"
+  done
+  local secret
+  secret="$(head -c 48 /dev/urandom | base64 | tr -d '\n')"
+  local common=(PATH="$PATH" HOME="$HOME" RUST_LOG="$LOG_FILTER" "$@")
+  mkdir -p "$workdir"
+  (cd "$workdir" && exec env -i "${common[@]}" \
+    AUTH_LISTEN_ADDR="127.0.0.1:$auth_port" \
+    AUTH_JWT_SECRET="$secret" \
+    AUTH_ACCESS_TOKEN_TTL=1h \
+    AUTH_REFRESH_TOKEN_TTL=2h \
+    "$BIN/auth-service") >"$RESULTS/$backend-auth.log" 2>&1 &
+  AUTH_PID=$!
+  (cd "$workdir" && exec env -i "${common[@]}" \
+    BLOG_LISTEN_ADDR="127.0.0.1:$blog_port" \
+    BLOG_AUTH_URL="http://127.0.0.1:$auth_port" \
+    "$BIN/blog-service") >"$RESULTS/$backend-blog.log" 2>&1 &
+  BLOG_PID=$!
+  log "$backend: auth-service pid $AUTH_PID on :$auth_port, blog-service pid $BLOG_PID on :$blog_port"
+
+  # Each service answers grpc.health.v1.Health: probe each with loadgen's health
+  # scenario (pointed at that service), retrying while the processes are alive.
+  local started=$SECONDS port
+  for port in "$auth_port" "$blog_port"; do
+    until "$BIN/loadgen" --auth-url "http://127.0.0.1:$port" --wait-ready 2s --scenario health \
+      --warmup 0s --duration 100ms --concurrency 1 --connections 1 >/dev/null 2>&1; do
+      kill -0 "$AUTH_PID" 2>/dev/null || { show_logs "$backend"; die "auth-service exited at start"; }
+      kill -0 "$BLOG_PID" 2>/dev/null || { show_logs "$backend"; die "blog-service exited at start"; }
+      ((SECONDS - started < 60)) || { show_logs "$backend"; die "127.0.0.1:$port not ready in 60s"; }
+    done
+  done
+  log "$backend: both services are serving after $((SECONDS - started))s"
+}
+
+# bench BACKEND AUTH_PORT BLOG_PORT WORKDIR [VAR=VALUE…]
+bench() {
+  local backend="$1" auth_port="$2" blog_port="$3"
+  start_pair "$@"
+  local urls=(--auth-url "http://127.0.0.1:$auth_port" --blog-url "http://127.0.0.1:$blog_port")
+  local common=("${urls[@]}" --warmup "$WARMUP" --duration "$DURATION" --seed-users "$SEED_USERS" "${EXTRA_ARGS[@]}")
+
+  log "$backend: all scenarios at $CONCURRENCY in flight"
+  : >"$RESULTS/$backend.txt"
+  run_loadgen "$RESULTS/$backend.txt" "${common[@]}" --scenario all --concurrency "$CONCURRENCY" \
+    --seed-posts "$SEED_POSTS" --json "$TMP/$backend-all.json" \
+    || { show_logs "$backend"; die "$backend: loadgen failed"; }
+  local auth_after_all blog_after_all
+  auth_after_all="$(memory_kb "$AUTH_PID")"
+  blog_after_all="$(memory_kb "$BLOG_PID")"
+
+  # Reset the peak-RSS counters (VmHWM) so the next reading covers the 256 run only.
+  local reset=true
+  for pid in "$AUTH_PID" "$BLOG_PID"; do
+    echo 5 2>/dev/null >"/proc/$pid/clear_refs" || reset=false
+  done
+  log "$backend: introspect at $HIGH_CONCURRENCY in flight"
+  run_loadgen "$RESULTS/$backend.txt" "${common[@]}" --scenario introspect \
+    --concurrency "$HIGH_CONCURRENCY" --json "$TMP/$backend-256.json" \
+    || { show_logs "$backend"; die "$backend: loadgen failed"; }
+  local auth_after_high blog_after_high
+  auth_after_high="$(memory_kb "$AUTH_PID")"
+  blog_after_high="$(memory_kb "$BLOG_PID")"
+  stop_services
+
+  local out="$RESULTS/$backend.json"
+  {
+    printf '{"backend": "%s", "quick": %s, "git_commit": "%s",\n' "$backend" \
+      "$([[ "${QUICK:-0}" == 1 ]] && echo true || echo false)" \
+      "$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)"
+    printf '"memory_kb": {"hwm_reset_before_256": %s,\n' "$reset"
+    local name values
+    for name in auth_after_all blog_after_all auth_after_high blog_after_high; do
+      read -r -a values <<<"${!name}"
+      printf '  "%s": {"peak_rss": %s, "rss": %s}%s\n' "$name" "${values[0]}" "${values[1]}" \
+        "$([[ $name == blog_after_high ]] || echo ,)"
+    done
+    printf '},\n"all_scenarios": '
+    cat "$TMP/$backend-all.json"
+    printf ',\n"introspect_%s": ' "$HIGH_CONCURRENCY"
+    cat "$TMP/$backend-256.json"
+    printf '}\n'
+  } >"$out.tmp"
+  if command -v jq >/dev/null; then
+    jq . "$out.tmp" >"$out" && rm "$out.tmp"
+  else
+    mv "$out.tmp" "$out"
+  fi
+  read -r -a a1 <<<"$auth_after_all"
+  read -r -a b1 <<<"$blog_after_all"
+  read -r -a a2 <<<"$auth_after_high"
+  read -r -a b2 <<<"$blog_after_high"
+  log "$backend: peak RSS after all scenarios: auth ${a1[0]} kB, blog ${b1[0]} kB;" \
+    "during introspect@$HIGH_CONCURRENCY: auth ${a2[0]} kB, blog ${b2[0]} kB (reset: $reset)"
+  log "$backend: wrote $out"
+}
+
+mkdir -p "$RESULTS"
+log "building release binaries"
+(cd "$ROOT" && cargo build --release --workspace)
+for binary in auth-service blog-service loadgen; do
+  [[ -x "$BIN/$binary" ]] || die "$BIN/$binary is missing after the build"
+done
+
+for backend in $BACKENDS; do
+  case "$backend" in
+    embedded)
+      bench embedded 50151 50152 "$TMP/embedded"
+      ;;
+    postgres)
+      command -v psql >/dev/null || die "postgres backend: psql is not installed"
+      ts="$(date +%Y%m%d%H%M%S)_$$"
+      for service in auth blog; do
+        psql -h "$PGHOST" -p "$PGPORT" -U "$PGUSER" -v ON_ERROR_STOP=1 -qc \
+          "CREATE DATABASE bench_${service}_$ts" >/dev/null \
+          || die "cannot create database bench_${service}_$ts on $PGHOST:$PGPORT as $PGUSER"
+        DATABASES+=("bench_${service}_$ts")
+      done
+      bench postgres 50251 50252 "$TMP/postgres" \
+        AUTH_DATABASE_URL="postgres://$PGUSER@$PGHOST:$PGPORT/bench_auth_$ts" \
+        AUTH_REDIS_URL="$REDIS_URL" \
+        BLOG_DATABASE_URL="postgres://$PGUSER@$PGHOST:$PGPORT/bench_blog_$ts"
+      ;;
+    *)
+      die "unknown backend \`$backend\` in BACKENDS: use embedded and/or postgres"
+      ;;
+  esac
+done
+log "done: results in $RESULTS"
