@@ -1,0 +1,82 @@
+#!/usr/bin/env bash
+# Starts the pair (target/debug/auth-blog, built beforehand with `cargo build --workspace`)
+# in a temporary directory on non-default ports, waits until both servers are SERVING,
+# runs tests/clients/run.sh against it, and stops the pair whatever happens.
+#
+#   tests/clients/with_pair.sh        # AUTH_ADDR / BLOG_ADDR default 127.0.0.1:50061 / :50062
+#
+# The pair gets no AUTH_* / BLOG_* configuration from the caller's environment but the
+# listen addresses: embedded SQLite in the temporary directory, in-process tokens.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+root=$PWD
+
+export AUTH_ADDR=${AUTH_ADDR:-127.0.0.1:50061}
+export BLOG_ADDR=${BLOG_ADDR:-127.0.0.1:50062}
+bin=${CARGO_TARGET_DIR:-$root/target}/debug
+case $bin in /*) ;; *) bin=$root/$bin ;; esac
+for binary in auth-blog auth-service blog-service; do
+  [ -x "$bin/$binary" ] || { echo "with_pair: $bin/$binary is missing: run cargo build --workspace" >&2; exit 1; }
+done
+
+auth_healthy() { AUTH_LISTEN_ADDR=$AUTH_ADDR "$bin/auth-service" healthcheck >/dev/null 2>&1; }
+blog_healthy() { BLOG_LISTEN_ADDR=$BLOG_ADDR "$bin/blog-service" healthcheck >/dev/null 2>&1; }
+if auth_healthy || blog_healthy; then
+  echo "with_pair: a server already answers on $AUTH_ADDR or $BLOG_ADDR; set AUTH_ADDR/BLOG_ADDR" >&2
+  exit 1
+fi
+
+workdir=$(mktemp -d "${TMPDIR:-/tmp}/auth-blog-pair.XXXXXX")
+pid=
+runner=
+stop_pair() {
+  local status=$?
+  if [ -n "$runner" ] && kill -0 "$runner" 2>/dev/null; then
+    kill -TERM "$runner" 2>/dev/null || true
+    wait "$runner" 2>/dev/null || true
+  fi
+  if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; then
+    echo "== stop the pair (pid $pid)"
+    kill -TERM "$pid" 2>/dev/null || true
+    for _ in $(seq 1 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    if kill -0 "$pid" 2>/dev/null; then
+      echo "with_pair: the pair did not stop within 10 s of SIGTERM: killing it" >&2
+      kill -KILL "$pid" 2>/dev/null || true
+    fi
+    wait "$pid" 2>/dev/null || true
+  fi
+  if [ "$status" -ne 0 ] && [ -f "$workdir/pair.log" ]; then
+    echo "== the pair's log (last 60 lines)" >&2
+    tail -n 60 "$workdir/pair.log" >&2
+  fi
+  rm -rf "$workdir"
+  exit "$status"
+}
+trap stop_pair EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+echo "== start the pair: auth $AUTH_ADDR, blog $BLOG_ADDR, in $workdir"
+(
+  cd "$workdir"
+  listen_auth=$AUTH_ADDR listen_blog=$BLOG_ADDR
+  while IFS= read -r variable; do unset "$variable"; done < <(compgen -e | grep -E '^(AUTH|BLOG)_' || true)
+  export AUTH_LISTEN_ADDR=$listen_auth BLOG_LISTEN_ADDR=$listen_blog
+  exec "$bin/auth-blog"
+) >"$workdir/pair.log" 2>&1 &
+pid=$!
+
+echo "== wait until both servers are SERVING"
+for _ in $(seq 1 120); do
+  kill -0 "$pid" 2>/dev/null || { echo "with_pair: the pair exited during startup" >&2; exit 1; }
+  auth_healthy && blog_healthy && break
+  sleep 0.5
+done
+auth_healthy && blog_healthy || { echo "with_pair: the pair is not SERVING after 60 s" >&2; exit 1; }
+echo "both SERVING"
+
+# Bounded: every call has its own deadline, and the whole run at most 15 minutes. In the
+# background, so that a signal to this script stops the run and the pair at once.
+timeout 900 bash tests/clients/run.sh &
+runner=$!
+wait "$runner"
