@@ -173,6 +173,9 @@ impl Config {
                     .into(),
             );
         }
+        if self.hash_queue == 0 {
+            return Err("AUTH_HASH_QUEUE must be at least 1".into());
+        }
         if self.hash_concurrency == Some(0) {
             return Err("AUTH_HASH_CONCURRENCY must be at least 1".into());
         }
