@@ -17,8 +17,8 @@ pub mod tokens;
 use std::{future::Future, net::SocketAddr, sync::Arc};
 
 use pair_common::{
-    grpc::{PreparedServer, ServeOptions, bind, with_reflection},
-    metrics::{Metrics, MetricsServer},
+    grpc::{MetricsSetup, PreparedServer, ServerSetup},
+    metrics::Metrics,
     sql::SqlPool,
 };
 use pair_proto::auth::v1::{
@@ -85,52 +85,36 @@ impl Application {
 
         let metrics = config.metrics_addr.map(|_| Arc::new(Metrics::new()));
         let auth_metrics = metrics.as_deref().map(AuthMetrics::register);
-        let metrics_server = match (config.metrics_addr, &metrics, &auth_metrics) {
-            (Some(addr), Some(metrics), Some(auth_metrics)) => Some(
-                MetricsServer::bind(
-                    addr,
-                    "AUTH_METRICS_ADDR",
-                    metrics.clone(),
-                    Some(auth_metrics.refresh_from(tokens)),
-                )
-                .await?,
-            ),
-            _ => None,
-        };
-        let grpc = AuthGrpc::new(core.clone(), auth_metrics);
-
-        let (reporter, health) = tonic_health::server::health_reporter();
-        let routes = Routes::new(health)
-            .add_service(
+        let grpc = AuthGrpc::new(core.clone(), auth_metrics.clone());
+        let probe_core = core.clone();
+        let server = PreparedServer::build(ServerSetup {
+            name: "auth-service",
+            services: SERVICE_NAMES,
+            listen_addr: config.listen_addr,
+            listen_variable: "AUTH_LISTEN_ADDR",
+            routes: Routes::new(
                 AuthServiceServer::new(grpc.clone()).max_decoding_message_size(MAX_MESSAGE_BYTES),
             )
             .add_service(
                 IntrospectionServiceServer::new(grpc).max_decoding_message_size(MAX_MESSAGE_BYTES),
-            );
-        let routes = with_reflection(routes, SERVICE_NAMES)?;
-        let probe_core = core.clone();
-        let health_monitor =
-            pair_common::health::spawn_monitor(reporter, SERVICE_NAMES, move || {
+            ),
+            probe: move || {
                 let core = probe_core.clone();
                 async move { core.ping().await }
-            });
-
-        let listener = bind(config.listen_addr, "AUTH_LISTEN_ADDR").await?;
-        let options = ServeOptions {
+            },
             cors_allowed_origins: config.cors_allowed_origins.clone(),
-            metrics: metrics.as_ref().map(|m| m.grpc()),
-        };
-        Ok(Self {
-            server: PreparedServer::new(
-                "auth-service",
-                listener,
-                routes,
-                options,
-                metrics_server,
-                vec![health_monitor],
-            ),
-            core,
+            metrics: config
+                .metrics_addr
+                .zip(metrics)
+                .map(|(addr, metrics)| MetricsSetup {
+                    addr,
+                    variable: "AUTH_METRICS_ADDR",
+                    metrics,
+                    refresh: auth_metrics.map(|m| m.refresh_from(tokens)),
+                }),
         })
+        .await?;
+        Ok(Self { server, core })
     }
 
     pub fn local_addr(&self) -> SocketAddr {

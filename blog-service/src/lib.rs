@@ -16,8 +16,8 @@ pub mod store;
 use std::{future::Future, net::SocketAddr, sync::Arc};
 
 use pair_common::{
-    grpc::{PreparedServer, ServeOptions, bind, with_reflection},
-    metrics::{Metrics, MetricsServer},
+    grpc::{MetricsSetup, PreparedServer, ServerSetup},
+    metrics::Metrics,
     sql::SqlPool,
 };
 use pair_proto::blog::v1::blog_service_server::BlogServiceServer;
@@ -54,42 +54,30 @@ impl Application {
         let auth = Introspector::new(&config.auth_url, config.auth_timeout)?;
         let core = BlogCore::new(posts, auth);
 
-        let (reporter, health) = tonic_health::server::health_reporter();
-        let routes = Routes::new(health).add_service(
-            BlogServiceServer::new(BlogGrpc::new(core.clone()))
-                .max_decoding_message_size(MAX_MESSAGE_BYTES),
-        );
-        let routes = with_reflection(routes, SERVICE_NAMES)?;
-
-        let listener = bind(config.listen_addr, "BLOG_LISTEN_ADDR").await?;
-        let metrics = config.metrics_addr.map(|_| Arc::new(Metrics::new()));
-        let metrics_server = match (config.metrics_addr, &metrics) {
-            (Some(addr), Some(metrics)) => {
-                Some(MetricsServer::bind(addr, "BLOG_METRICS_ADDR", metrics.clone(), None).await?)
-            }
-            _ => None,
-        };
         let probe_core = core.clone();
-        let health_monitor =
-            pair_common::health::spawn_monitor(reporter, SERVICE_NAMES, move || {
+        let server = PreparedServer::build(ServerSetup {
+            name: "blog-service",
+            services: SERVICE_NAMES,
+            listen_addr: config.listen_addr,
+            listen_variable: "BLOG_LISTEN_ADDR",
+            routes: Routes::new(
+                BlogServiceServer::new(BlogGrpc::new(core.clone()))
+                    .max_decoding_message_size(MAX_MESSAGE_BYTES),
+            ),
+            probe: move || {
                 let core = probe_core.clone();
                 async move { core.ping().await }
-            });
-        let options = ServeOptions {
+            },
             cors_allowed_origins: config.cors_allowed_origins.clone(),
-            metrics: metrics.as_ref().map(|m| m.grpc()),
-        };
-        Ok(Self {
-            server: PreparedServer::new(
-                "blog-service",
-                listener,
-                routes,
-                options,
-                metrics_server,
-                vec![health_monitor],
-            ),
-            core,
+            metrics: config.metrics_addr.map(|addr| MetricsSetup {
+                addr,
+                variable: "BLOG_METRICS_ADDR",
+                metrics: Arc::new(Metrics::new()),
+                refresh: None,
+            }),
         })
+        .await?;
+        Ok(Self { server, core })
     }
 
     pub fn local_addr(&self) -> SocketAddr {

@@ -17,7 +17,7 @@ use tonic_types::{ErrorDetails, StatusExt};
 use tokio::task::JoinHandle;
 
 use crate::{
-    metrics::{GrpcMetrics, MetricsServer},
+    metrics::{GrpcMetrics, Metrics, MetricsServer, Refresh},
     observe::CallLayer,
 };
 
@@ -165,6 +165,31 @@ pub async fn serve(
     Ok(())
 }
 
+/// Everything a service tells [`PreparedServer::build`].
+pub struct ServerSetup<P> {
+    /// The binary's name, for the log.
+    pub name: &'static str,
+    /// Full names of the services in `routes`, for health and reflection.
+    pub services: &'static [&'static str],
+    pub listen_addr: SocketAddr,
+    /// The setting that names `listen_addr`, for errors.
+    pub listen_variable: &'static str,
+    /// The service's own gRPC services; health and reflection are added here.
+    pub routes: Routes,
+    /// Succeeds while the service's stores answer (drives the health status).
+    pub probe: P,
+    pub cors_allowed_origins: Vec<String>,
+    pub metrics: Option<MetricsSetup>,
+}
+
+/// Where and what the metrics endpoint serves.
+pub struct MetricsSetup {
+    pub addr: SocketAddr,
+    pub variable: &'static str,
+    pub metrics: Arc<Metrics>,
+    pub refresh: Option<Refresh>,
+}
+
 /// A server ready to serve: listener bound, routes built, background tasks (the health
 /// monitor) running, the metrics endpoint bound if configured.
 pub struct PreparedServer {
@@ -177,22 +202,35 @@ pub struct PreparedServer {
 }
 
 impl PreparedServer {
-    pub fn new(
-        name: &'static str,
-        listener: TcpListener,
-        routes: Routes,
-        options: ServeOptions,
-        metrics: Option<MetricsServer>,
-        background: Vec<JoinHandle<()>>,
-    ) -> Self {
-        Self {
-            name,
+    /// Adds health and reflection to the routes, binds the listeners, and starts the
+    /// health monitor.
+    pub async fn build<P, F>(setup: ServerSetup<P>) -> anyhow::Result<Self>
+    where
+        P: Fn() -> F + Send + 'static,
+        F: Future<Output = Result<(), String>> + Send,
+    {
+        let (reporter, health) = tonic_health::server::health_reporter();
+        let routes = with_reflection(setup.routes.add_service(health), setup.services)?;
+        let listener = bind(setup.listen_addr, setup.listen_variable).await?;
+        let (metrics, grpc_metrics) = match setup.metrics {
+            Some(m) => (
+                Some(MetricsServer::bind(m.addr, m.variable, m.metrics.clone(), m.refresh).await?),
+                Some(m.metrics.grpc()),
+            ),
+            None => (None, None),
+        };
+        let monitor = crate::health::spawn_monitor(reporter, setup.services, setup.probe);
+        Ok(Self {
+            name: setup.name,
             listener,
             routes,
-            options,
+            options: ServeOptions {
+                cors_allowed_origins: setup.cors_allowed_origins,
+                metrics: grpc_metrics,
+            },
             metrics,
-            background,
-        }
+            background: vec![monitor],
+        })
     }
 
     pub fn local_addr(&self) -> SocketAddr {
