@@ -117,6 +117,11 @@ impl AuthCore {
         if !self.hasher.verify(password, hash).await? {
             tracing::info!("login refused: wrong username or password");
             if self.throttle.enabled {
+                // The address count is of failures against real accounts: it bounds how
+                // many users one address can slow down, and guessing at names that do
+                // not exist slows down no one (their usernames are still counted, so
+                // the answers do not tell which names exist).
+                let address_key = address_key.filter(|_| found.is_some());
                 let keys: Vec<(String, u32)> =
                     std::iter::once((username_key, self.throttle.free_per_username))
                         .chain(address_key.map(|key| (key, self.throttle.free_per_address)))
