@@ -55,15 +55,18 @@ async fn run() -> anyhow::Result<()> {
         pair_common::shutdown::signal().await;
         let _ = signal_stop.send(true);
     });
+    // blog-service's calls in flight still need Introspect: auth-service stops only
+    // once blog-service has finished them.
+    let (blog_done, blog_finished) = watch::channel(false);
     let auth_stop = stop.clone();
     let auth_run = async move {
-        let result = auth.run_until_stopped(until_stopped(stopped.clone())).await;
+        let result = auth.run_until_stopped(until_stopped(blog_finished)).await;
         let _ = auth_stop.send(true);
         result.context("auth-service stopped")
     };
-    let blog_stopped = stop.subscribe();
     let blog_run = async move {
-        let result = blog.run_until_stopped(until_stopped(blog_stopped)).await;
+        let result = blog.run_until_stopped(until_stopped(stopped)).await;
+        let _ = blog_done.send(true);
         let _ = stop.send(true);
         result.context("blog-service stopped")
     };

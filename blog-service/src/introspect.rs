@@ -94,6 +94,10 @@ fn failed(status: tonic::Status) -> BlogError {
         status.code(),
         status.message()
     );
+    // A status our own transport made (a broken, reset or refused HTTP/2 connection, as
+    // when auth-service shuts down) carries its cause, whatever its code (h2 errors map
+    // to INTERNAL); a status auth-service sent does not.
+    let from_transport = std::error::Error::source(&status).is_some();
     match status.code() {
         Code::Unavailable
         | Code::DeadlineExceeded
@@ -101,6 +105,7 @@ fn failed(status: tonic::Status) -> BlogError {
         | Code::Unknown
         | Code::ResourceExhausted
         | Code::Aborted => BlogError::Unavailable(cause),
+        _ if from_transport => BlogError::Unavailable(cause),
         _ => BlogError::Internal(cause),
     }
 }
@@ -119,6 +124,18 @@ mod tests {
         ] {
             assert!(matches!(failed(status), BlogError::Unavailable(_)));
         }
+    }
+
+    #[test]
+    fn a_broken_connection_is_unavailable_whatever_its_code() {
+        // tonic reports an HTTP/2 connection error (e.g. a GOAWAY while auth-service
+        // shuts down) as INTERNAL "h2 protocol error", with the error as its source.
+        let mut status = tonic::Status::internal("h2 protocol error: http2 error");
+        status.set_source(std::sync::Arc::new(std::io::Error::new(
+            std::io::ErrorKind::ConnectionReset,
+            "connection reset",
+        )));
+        assert!(matches!(failed(status), BlogError::Unavailable(_)));
     }
 
     #[test]

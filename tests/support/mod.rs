@@ -276,3 +276,4 @@ pub fn violated_fields(status: &tonic::Status) -> Vec<String> {
 }
 
 pub mod blog;
+pub mod stores;
