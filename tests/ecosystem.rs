@@ -225,15 +225,13 @@ fn free_port() -> u16 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_traceparent_reaches_both_services_logs_and_a_malformed_one_is_ignored() {
-    let dir =
-        std::env::temp_dir().join(format!("auth-blog-trace-{}", uuid::Uuid::now_v7().simple()));
-    std::fs::create_dir_all(&dir).expect("dir");
+    let dir = TempDir::new("auth-blog-trace");
     let (auth_addr, blog_addr): (SocketAddr, SocketAddr) = (
         format!("127.0.0.1:{}", free_port()).parse().expect("addr"),
         format!("127.0.0.1:{}", free_port()).parse().expect("addr"),
     );
     let child = Command::new(env!("CARGO_BIN_EXE_auth-blog"))
-        .current_dir(&dir)
+        .current_dir(&*dir)
         .env_clear()
         .env("AUTH_LISTEN_ADDR", auth_addr.to_string())
         .env("BLOG_LISTEN_ADDR", blog_addr.to_string())

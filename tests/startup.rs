@@ -37,11 +37,8 @@ fn pair_command(dir: &Path, env: &[(&str, String)]) -> Command {
     command
 }
 
-fn temp_dir() -> std::path::PathBuf {
-    let dir =
-        std::env::temp_dir().join(format!("auth-blog-start-{}", uuid::Uuid::now_v7().simple()));
-    std::fs::create_dir_all(&dir).expect("temp dir");
-    dir
+fn temp_dir() -> TempDir {
+    TempDir::new("auth-blog-start")
 }
 
 async fn wait_until_serving(addr: SocketAddr) {

@@ -38,12 +38,49 @@ pub async fn fresh_database(prefix: &str) -> String {
     let mut admin = PgConnection::connect(&format!("{server}/postgres"))
         .await
         .unwrap_or_else(|e| panic!("PostgreSQL at {server} is required for these tests: {e}"));
+    drop_stale_databases(&mut admin).await;
     let name = format!("{prefix}_{}", uuid::Uuid::now_v7().simple());
     admin
         .execute(sqlx::AssertSqlSafe(format!("CREATE DATABASE \"{name}\"")))
         .await
         .expect("create test database");
     format!("{server}/{name}")
+}
+
+/// Test databases are not dropped by the test that made them (a server may still hold
+/// them); each name carries a UUIDv7, so those made more than an hour ago, by earlier
+/// runs, are dropped here, once per test binary.
+async fn drop_stale_databases(admin: &mut PgConnection) {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    let mut first = false;
+    ONCE.call_once(|| first = true);
+    if !first {
+        return;
+    }
+    let names: Vec<(String,)> =
+        sqlx::query_as("SELECT datname FROM pg_database WHERE datname ~ '^[a-z]+_[0-9a-f]{32}$'")
+            .fetch_all(&mut *admin)
+            .await
+            .unwrap_or_default();
+    let hour_ago = std::time::SystemTime::now() - Duration::from_secs(3600);
+    for (name,) in names {
+        let made = name
+            .rsplit('_')
+            .next()
+            .and_then(|id| uuid::Uuid::parse_str(id).ok())
+            .and_then(|id| id.get_timestamp())
+            .map(|ts| {
+                let (secs, nanos) = ts.to_unix();
+                std::time::UNIX_EPOCH + Duration::new(secs, nanos)
+            });
+        if made.is_some_and(|made| made < hour_ago) {
+            let _ = admin
+                .execute(sqlx::AssertSqlSafe(format!(
+                    "DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"
+                )))
+                .await;
+        }
+    }
 }
 
 /// The two backend sets every black-box test runs on (DESIGN.md §6).
@@ -53,6 +90,30 @@ pub enum Backend {
     Embedded,
     /// PostgreSQL and Redis: production.
     PostgresRedis,
+}
+
+/// A temporary directory, removed (with what is in it) when dropped.
+pub struct TempDir(pub std::path::PathBuf);
+
+impl TempDir {
+    pub fn new(prefix: &str) -> Self {
+        let dir = std::env::temp_dir().join(format!("{prefix}-{}", uuid::Uuid::now_v7().simple()));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        Self(dir)
+    }
+}
+
+impl std::ops::Deref for TempDir {
+    type Target = std::path::Path;
+    fn deref(&self) -> &std::path::Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
 }
 
 /// A fresh SQLite database file URL in the temp directory.
