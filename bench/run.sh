@@ -4,6 +4,8 @@
 #   bash bench/run.sh                # full run: 2s warm-up + 10s per scenario
 #   QUICK=1 bash bench/run.sh        # smoke test: short durations, small seeds
 #   BACKENDS=embedded bash bench/run.sh
+#   SOAK=1 bash bench/run.sh         # the benchmark, then the soak, on each backend
+#   SOAK=only bash bench/run.sh      # only the soak (bench/soak.sh does this)
 #
 # For each backend (embedded: SQLite in a temp dir + in-process token store;
 # postgres: fresh databases bench_auth_<ts> / bench_blog_<ts> + Redis) it starts
@@ -12,9 +14,19 @@
 # flight, then introspect at 256 in flight, records the peak RSS of each service, writes
 # bench/results/<backend>.json (+ .txt tables, service logs) and stops the services.
 #
+# The soak (SOAK=1 or SOAK=only) starts a fresh pair on the same stores and runs
+# loadgen's soak scenario: SOAK_CONCURRENCY (64) calls in flight for SOAK_DURATION (60s;
+# loadgen is stopped after 1200s in all, seeding included), a checked mix of
+# introspect, list-posts, get-post, create-post, refresh, login and logout where each
+# task keeps its own session. It writes bench/results/soak-<backend>.json (+ .txt,
+# service logs). Any unexpected error fails the soak: the script goes on with the next
+# backend, then exits 1 naming the backends that failed.
+#
 # Environment: QUICK=1, BACKENDS ("embedded postgres"), PGHOST/PGPORT/PGUSER
 # (127.0.0.1/5432/postgres), BENCH_REDIS_URL (redis://127.0.0.1:6379), KEEP_DB=1 (keep
-# the bench databases), BENCH_RUST_LOG (warn), LOADGEN_ARGS (extra loadgen flags).
+# the bench databases), BENCH_RUST_LOG (warn), LOADGEN_ARGS (extra loadgen flags),
+# SOAK (unset, 1 or only), SOAK_CONCURRENCY (64), SOAK_DURATION (60s; QUICK: 10s),
+# SOAK_ARGS (extra loadgen flags of the soak, e.g. --soak-mix login=2).
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -27,14 +39,24 @@ PGUSER="${PGUSER:-postgres}"
 REDIS_URL="${BENCH_REDIS_URL:-redis://127.0.0.1:6379}"
 LOG_FILTER="${BENCH_RUST_LOG:-warn}"
 read -r -a EXTRA_ARGS <<<"${LOADGEN_ARGS:-}"
+read -r -a SOAK_EXTRA_ARGS <<<"${SOAK_ARGS:-}"
+SOAK="${SOAK:-}"
+case "$SOAK" in
+  "" | 0 | 1 | only) ;;
+  *) printf 'SOAK must be unset, 1 or only, not `%s`\n' "$SOAK" >&2; exit 2 ;;
+esac
 
 if [[ "${QUICK:-0}" == 1 ]]; then
   WARMUP=500ms DURATION=2s SEED_USERS=20 SEED_POSTS=500 LOADGEN_LIMIT=300
+  SOAK_DURATION="${SOAK_DURATION:-10s}" SOAK_SEED_POSTS=200
 else
   WARMUP=2s DURATION=10s SEED_USERS=200 SEED_POSTS=10000 LOADGEN_LIMIT=1200
+  SOAK_DURATION="${SOAK_DURATION:-60s}" SOAK_SEED_POSTS=2000
 fi
 CONCURRENCY=32
 HIGH_CONCURRENCY=256
+SOAK_CONCURRENCY="${SOAK_CONCURRENCY:-64}"
+SOAK_FAILED=()
 
 TMP="$(mktemp -d "${TMPDIR:-/tmp}/bench.XXXXXX")"
 AUTH_PID=""
@@ -223,6 +245,68 @@ bench() {
   log "$backend: wrote $out"
 }
 
+# soak BACKEND AUTH_PORT BLOG_PORT WORKDIR [VAR=VALUE…]: a fresh pair on the backend's
+# stores, loadgen's soak scenario, bench/results/soak-BACKEND.json.
+soak() {
+  local backend="$1" auth_port="$2" blog_port="$3" workdir="$4"
+  shift 4
+  local name="soak-$backend"
+  start_pair "$name" "$auth_port" "$blog_port" "$workdir" "$@"
+  log "$backend: soak at $SOAK_CONCURRENCY in flight for $SOAK_DURATION"
+  : >"$RESULTS/$name.txt"
+  local status=0
+  # One task per user, so that every task is its own client of its own user.
+  run_loadgen "$RESULTS/$name.txt" \
+    --auth-url "http://127.0.0.1:$auth_port" --blog-url "http://127.0.0.1:$blog_port" \
+    --scenario soak --concurrency "$SOAK_CONCURRENCY" --warmup "$WARMUP" \
+    --duration "$SOAK_DURATION" --seed-users "$SOAK_CONCURRENCY" \
+    --seed-posts "$SOAK_SEED_POSTS" --json "$TMP/$name.json" "${SOAK_EXTRA_ARGS[@]}" \
+    || status=$?
+  case "$status" in
+    0) ;;
+    2) log "$backend: SOAK FAILED: unexpected errors (see $RESULTS/$name.txt)"
+       SOAK_FAILED+=("$backend") ;;
+    *) show_logs "$name"; die "$backend: loadgen failed (status $status) during the soak" ;;
+  esac
+  local auth_memory blog_memory
+  auth_memory="$(memory_kb "$AUTH_PID")"
+  blog_memory="$(memory_kb "$BLOG_PID")"
+  stop_services
+
+  local out="$RESULTS/$name.json" a b
+  read -r -a a <<<"$auth_memory"
+  read -r -a b <<<"$blog_memory"
+  {
+    printf '{"backend": "%s", "quick": %s, "git_commit": "%s", "passed": %s,\n' "$backend" \
+      "$([[ "${QUICK:-0}" == 1 ]] && echo true || echo false)" \
+      "$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)" \
+      "$([[ $status == 0 ]] && echo true || echo false)"
+    printf '"memory_kb": {"auth": {"peak_rss": %s, "rss": %s}, "blog": {"peak_rss": %s, "rss": %s}},\n' \
+      "${a[0]}" "${a[1]}" "${b[0]}" "${b[1]}"
+    printf '"loadgen": '
+    cat "$TMP/$name.json"
+    printf '}\n'
+  } >"$out.tmp"
+  if command -v jq >/dev/null; then
+    jq . "$out.tmp" >"$out" && rm "$out.tmp"
+  else
+    mv "$out.tmp" "$out"
+  fi
+  log "$backend: soak peak RSS: auth ${a[0]} kB, blog ${b[0]} kB; at the end: auth ${a[1]} kB, blog ${b[1]} kB"
+  log "$backend: wrote $out"
+}
+
+# run_backend BACKEND AUTH_PORT BLOG_PORT WORKDIR [VAR=VALUE…]: the benchmark and/or the
+# soak, as SOAK asks (the soak on the next two ports).
+run_backend() {
+  local backend="$1" auth_port="$2" blog_port="$3" workdir="$4"
+  shift 4
+  [[ "$SOAK" == only ]] || bench "$backend" "$auth_port" "$blog_port" "$workdir" "$@"
+  if [[ "$SOAK" == 1 || "$SOAK" == only ]]; then
+    soak "$backend" "$((auth_port + 2))" "$((blog_port + 2))" "$workdir" "$@"
+  fi
+}
+
 mkdir -p "$RESULTS"
 log "building release binaries"
 (cd "$ROOT" && cargo build --release --workspace)
@@ -233,7 +317,7 @@ done
 for backend in $BACKENDS; do
   case "$backend" in
     embedded)
-      bench embedded 50151 50152 "$TMP/embedded"
+      run_backend embedded 50151 50152 "$TMP/embedded"
       ;;
     postgres)
       command -v psql >/dev/null || die "postgres backend: psql is not installed"
@@ -244,7 +328,7 @@ for backend in $BACKENDS; do
           || die "cannot create database bench_${service}_$ts on $PGHOST:$PGPORT as $PGUSER"
         DATABASES+=("bench_${service}_$ts")
       done
-      bench postgres 50251 50252 "$TMP/postgres" \
+      run_backend postgres 50251 50252 "$TMP/postgres" \
         AUTH_DATABASE_URL="postgres://$PGUSER@$PGHOST:$PGPORT/bench_auth_$ts" \
         AUTH_REDIS_URL="$REDIS_URL" \
         BLOG_DATABASE_URL="postgres://$PGUSER@$PGHOST:$PGPORT/bench_blog_$ts"
@@ -255,3 +339,7 @@ for backend in $BACKENDS; do
   esac
 done
 log "done: results in $RESULTS"
+if ((${#SOAK_FAILED[@]})); then
+  log "the soak saw unexpected errors on: ${SOAK_FAILED[*]}"
+  exit 1
+fi

@@ -4,6 +4,8 @@ use std::{net::IpAddr, path::PathBuf, time::Duration};
 
 use clap::Parser;
 
+use crate::soak::Mix;
+
 /// A repeatable gRPC load generator for the auth + blog pair.
 ///
 /// Runs each scenario for a fixed duration after a warm-up, with `--concurrency` calls in
@@ -21,8 +23,12 @@ pub struct Args {
     pub blog_url: String,
 
     /// Scenario to run; repeat the flag or give a comma-separated list; `all` runs every
-    /// one. Names: health, introspect, get-post, list-posts, create-post, login,
-    /// introspect-under-login-flood. [default: all]
+    /// one but soak. Names: health, introspect, get-post, list-posts, create-post, login,
+    /// introspect-under-login-flood, soak. [default: all]
+    ///
+    /// soak: a mixed load (see --soak-mix) where each task keeps its own session (login,
+    /// refresh, logout, log in again) and every answer is checked; loadgen exits with
+    /// status 2 when the soak saw any unexpected error (warm-up included).
     #[arg(long = "scenario", value_name = "NAME[,NAME…]", value_parser = parse_scenario_list)]
     pub scenarios: Vec<ScenarioList>,
 
@@ -72,6 +78,13 @@ pub struct Args {
     #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
     pub wait_ready: Option<Duration>,
 
+    /// Weights of the soak's operations, `op=weight[,…]`; operations not named keep their
+    /// default, 0 leaves one out. Operations: introspect, list-posts, get-post,
+    /// create-post, refresh, login, logout.
+    /// [default: introspect=40,list-posts=15,get-post=20,create-post=10,refresh=8,login=5,logout=2]
+    #[arg(long, value_name = "OP=WEIGHT[,…]", value_parser = Mix::parse)]
+    pub soak_mix: Option<Mix>,
+
     /// Deadline of one call; a call past it counts as a CLIENT_TIMEOUT error.
     #[arg(long, default_value = "10s", value_parser = parse_duration)]
     pub call_timeout: Duration,
@@ -119,9 +132,11 @@ pub enum Scenario {
     CreatePost,
     Login,
     IntrospectUnderLoginFlood,
+    Soak,
 }
 
 impl Scenario {
+    /// The scenarios of `all` (every one but soak, which is a gate of its own).
     pub const ALL: [Self; 7] = [
         Self::Health,
         Self::Introspect,
@@ -130,6 +145,18 @@ impl Scenario {
         Self::CreatePost,
         Self::Login,
         Self::IntrospectUnderLoginFlood,
+    ];
+
+    /// Every scenario that can be named.
+    pub const NAMED: [Self; 8] = [
+        Self::Health,
+        Self::Introspect,
+        Self::GetPost,
+        Self::ListPosts,
+        Self::CreatePost,
+        Self::Login,
+        Self::IntrospectUnderLoginFlood,
+        Self::Soak,
     ];
 
     pub fn name(self) -> &'static str {
@@ -141,25 +168,33 @@ impl Scenario {
             Self::CreatePost => "create-post",
             Self::Login => "login",
             Self::IntrospectUnderLoginFlood => "introspect-under-login-flood",
+            Self::Soak => "soak",
         }
     }
 
     /// Whether the scenario reads posts (seeded unless `--no-seed-posts`).
     pub fn reads_posts(self) -> bool {
-        matches!(self, Self::GetPost | Self::ListPosts)
+        matches!(self, Self::GetPost | Self::ListPosts | Self::Soak)
     }
 
     /// Whether the scenario needs seeded users (tokens or credentials).
     pub fn needs_users(self) -> bool {
         matches!(
             self,
-            Self::Introspect | Self::CreatePost | Self::Login | Self::IntrospectUnderLoginFlood
+            Self::Introspect
+                | Self::CreatePost
+                | Self::Login
+                | Self::IntrospectUnderLoginFlood
+                | Self::Soak
         )
     }
 
     /// Whether the scenario calls blog-service.
     pub fn uses_blog(self) -> bool {
-        matches!(self, Self::GetPost | Self::ListPosts | Self::CreatePost)
+        matches!(
+            self,
+            Self::GetPost | Self::ListPosts | Self::CreatePost | Self::Soak
+        )
     }
 }
 
@@ -178,11 +213,11 @@ pub fn parse_scenario_list(text: &str) -> Result<ScenarioList, String> {
             scenarios.extend(Scenario::ALL);
             continue;
         }
-        let scenario = Scenario::ALL
+        let scenario = Scenario::NAMED
             .into_iter()
             .find(|s| s.name() == name)
             .ok_or_else(|| {
-                let valid: Vec<&str> = Scenario::ALL.iter().map(|s| s.name()).collect();
+                let valid: Vec<&str> = Scenario::NAMED.iter().map(|s| s.name()).collect();
                 format!(
                     "unknown scenario `{name}`: valid scenarios are {}, or all",
                     valid.join(", ")
@@ -302,6 +337,23 @@ mod tests {
         assert_eq!(args.login_concurrency, 16);
         assert!(args.hash_permits() >= 1);
         assert_eq!(args.selected_scenarios(), Scenario::ALL.to_vec());
+        assert!(!Scenario::ALL.contains(&Scenario::Soak));
+        assert_eq!(args.soak_mix, None);
+    }
+
+    #[test]
+    fn soak_is_named_alone_or_with_all_and_takes_a_mix() {
+        let args = parse(&["--scenario", "all,soak", "--soak-mix", "login=1,logout=1"]).unwrap();
+        let mut expected = Scenario::ALL.to_vec();
+        expected.push(Scenario::Soak);
+        assert_eq!(args.selected_scenarios(), expected);
+        let mix = args.soak_mix.unwrap();
+        assert_eq!(mix.weight(crate::soak::Op::Login), 1);
+        assert_eq!(mix.weight(crate::soak::Op::Introspect), 40);
+        assert!(parse(&["--soak-mix", "login"]).is_err());
+        assert!(parse(&["--soak-mix", "teleport=3"]).is_err());
+        assert!(Scenario::Soak.needs_users() && Scenario::Soak.reads_posts());
+        assert!(Scenario::Soak.uses_blog());
     }
 
     #[test]
@@ -385,7 +437,7 @@ mod tests {
         );
         let args = parse(&["--scenario", "all"]).unwrap();
         assert_eq!(args.selected_scenarios(), Scenario::ALL.to_vec());
-        for scenario in Scenario::ALL {
+        for scenario in Scenario::NAMED {
             let args = parse(&["--scenario", scenario.name()]).unwrap();
             assert_eq!(args.selected_scenarios(), vec![scenario]);
         }
@@ -397,7 +449,7 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(error.contains("unknown scenario `nope`"), "{error}");
-        for scenario in Scenario::ALL {
+        for scenario in Scenario::NAMED {
             assert!(error.contains(scenario.name()), "{error}");
         }
         assert!(parse(&["--scenario", "health,,login"]).is_err());

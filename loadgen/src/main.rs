@@ -2,12 +2,15 @@
 //!
 //! Each scenario runs `--concurrency` tasks over `--connections` HTTP/2 connections for
 //! `--warmup` (not recorded) then `--duration`, and reports requests per second, latency
-//! percentiles and errors by gRPC status code; `--json` writes every result.
+//! percentiles and errors by gRPC status code; `--json` writes every result. The `soak`
+//! scenario is a checked mixed load: loadgen exits with status 2 when it saw any
+//! unexpected error.
 
 mod cli;
 mod harness;
 mod scenarios;
 mod seed;
+mod soak;
 
 use std::{
     fmt::Write as _,
@@ -47,11 +50,18 @@ const MAX_EXISTING_POST_IDS: usize = 5_000;
 /// Local argon2id hashes timed for the login ceiling.
 const HASH_SAMPLES: usize = 10;
 
+/// The exit status when a soak saw unexpected errors (1 is loadgen failing to run).
+const EXIT_UNEXPECTED_ERRORS: u8 = 2;
+
 #[tokio::main]
 async fn main() -> ExitCode {
     let args = Args::parse();
     match run(args).await {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(0) => ExitCode::SUCCESS,
+        Ok(unexpected) => {
+            eprintln!("loadgen: FAILED: the soak saw {unexpected} unexpected error(s)");
+            ExitCode::from(EXIT_UNEXPECTED_ERRORS)
+        }
         Err(error) => {
             eprintln!("loadgen: {error:#}");
             ExitCode::FAILURE
@@ -83,6 +93,8 @@ struct Config {
     cores: usize,
     seed_users: usize,
     seed_posts: usize,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    soak_mix: Option<String>,
 }
 
 #[derive(Default, Serialize)]
@@ -120,6 +132,9 @@ struct ScenarioResult {
     /// introspect-under-login-flood: the logins running alongside.
     #[serde(skip_serializing_if = "Option::is_none")]
     login_flood: Option<Flood>,
+    /// soak: per-operation results, sheds and the unexpected errors.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    soak: Option<soak::SoakReport>,
 }
 
 #[derive(Serialize)]
@@ -135,7 +150,8 @@ struct Fixtures {
     post_ids: Arc<[String]>,
 }
 
-async fn run(args: Args) -> anyhow::Result<()> {
+/// Runs the selected scenarios; returns the soak's unexpected errors (0 without soak).
+async fn run(args: Args) -> anyhow::Result<u64> {
     let selected = args.selected_scenarios();
     let uses_blog = selected.iter().any(|s| s.uses_blog());
     let reads_posts = selected.iter().any(|s| s.reads_posts());
@@ -240,6 +256,11 @@ async fn run(args: Args) -> anyhow::Result<()> {
     }
 
     print!("{}", table(&results, hash_timing));
+    let unexpected: u64 = results
+        .iter()
+        .filter_map(|r| r.soak.as_ref())
+        .map(|soak| soak.unexpected_errors)
+        .sum();
 
     if let Some(path) = &args.json {
         let report = Report {
@@ -259,6 +280,9 @@ async fn run(args: Args) -> anyhow::Result<()> {
                 cores: cli::cores(),
                 seed_users: if needs_users { args.seed_users } else { 0 },
                 seed_posts: if seeds_posts { args.seed_posts } else { 0 },
+                soak_mix: selected
+                    .contains(&Scenario::Soak)
+                    .then(|| args.soak_mix.clone().unwrap_or_default().describe()),
             },
             seeding,
             argon2: hash_timing,
@@ -267,7 +291,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         write_json(path, &report)?;
         eprintln!("wrote {}", path.display());
     }
-    Ok(())
+    Ok(unexpected)
 }
 
 async fn run_scenario(
@@ -319,6 +343,7 @@ async fn run_scenario(
         ratio_to_health: None,
         ratio_to_login_ceiling: None,
         login_flood: None,
+        soak: None,
     };
     result.stats = match scenario {
         Scenario::Health => {
@@ -388,6 +413,30 @@ async fn run_scenario(
                 login,
             });
             introspect.stats(window.measured())
+        }
+        Scenario::Soak => {
+            anyhow::ensure!(!usernames.is_empty(), "soak needs seeded users");
+            let mix = Arc::new(args.soak_mix.clone().unwrap_or_default());
+            let content: Arc<str> = seed::post_content(0).into();
+            let workers = (0..n)
+                .map(|i| {
+                    soak::Worker::new(soak::WorkerSetup {
+                        auth: pick(auth, i),
+                        blog: pick(blog, i),
+                        username: usernames[i % usernames.len()].clone(),
+                        seeded_posts: Arc::clone(&fixtures.post_ids),
+                        content: Arc::clone(&content),
+                        mix: Arc::clone(&mix),
+                        seed: seed ^ (i as u64).wrapping_mul(0x9E37_79B9),
+                        task: i,
+                    })
+                })
+                .collect();
+            let window = Window::starting_now(warmup, duration, timeout);
+            let report = soak::run(workers, usernames.len().min(n), window).await?;
+            let stats = report.total.clone();
+            result.soak = Some(report);
+            stats
         }
     };
     Ok(result)
@@ -571,6 +620,9 @@ fn table(results: &[ScenarioResult], hash_timing: Option<HashTiming>) -> String 
                 ratio * 100.0
             );
         }
+        if let Some(soak) = &result.soak {
+            soak_table(&mut out, soak);
+        }
         if let Some(flood) = &result.login_flood {
             let _ = writeln!(
                 out,
@@ -590,4 +642,72 @@ fn table(results: &[ScenarioResult], hash_timing: Option<HashTiming>) -> String 
         }
     }
     out
+}
+
+/// The per-operation table of a soak, its sheds and its unexpected errors with examples.
+fn soak_table(out: &mut String, soak: &soak::SoakReport) {
+    let _ = writeln!(
+        out,
+        "\nsoak: {} tasks, each its own session of one of {} users; mix {}",
+        soak.workers, soak.users, soak.mix
+    );
+    let _ = writeln!(
+        out,
+        "  {:<20} {:>6} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>7} {:>6}",
+        "op", "weight", "calls", "ok", "rps", "p50", "p99", "max", "errors", "shed"
+    );
+    let line = |out: &mut String, name: &str, weight: Option<u32>, stats: &Stats, shed: u64| {
+        let _ = writeln!(
+            out,
+            "  {:<20} {:>6} {:>9} {:>9} {:>9.1} {:>9} {:>9} {:>9} {:>7} {:>6}",
+            name,
+            weight.map_or_else(|| "-".to_owned(), |w| w.to_string()),
+            stats.calls,
+            stats.ok,
+            stats.rps,
+            format_us(stats.latency_us.p50),
+            format_us(stats.latency_us.p99),
+            format_us(stats.latency_us.max),
+            stats.error_count,
+            shed,
+        );
+    };
+    for op in &soak.ops {
+        line(out, op.op, op.weight, &op.stats, op.shed);
+    }
+    let shed_in_window = soak.ops.iter().map(|op| op.shed).sum();
+    line(out, "total", None, &soak.total, shed_in_window);
+    let _ = writeln!(
+        out,
+        "  logins shed (RESOURCE_EXHAUSTED, expected): {} in the window, {} in all",
+        shed_in_window, soak.shed_total
+    );
+    let verdict = if soak.unexpected_errors == 0 {
+        "PASS"
+    } else {
+        "FAIL"
+    };
+    let _ = writeln!(
+        out,
+        "  unexpected errors (warm-up and drain included): {} -> {verdict}",
+        soak.unexpected_errors
+    );
+    for op in &soak.ops {
+        if op.stats.error_count > 0 {
+            let _ = writeln!(out, "    {}: {}", op.op, error_list(&op.stats));
+        }
+        if !op.errors_outside_window.is_empty() {
+            let outside: Vec<String> = op
+                .errors_outside_window
+                .iter()
+                .map(|(label, count)| format!("{label}={count}"))
+                .collect();
+            let _ = writeln!(out, "    {} (warm-up/drain): {}", op.op, outside.join(", "));
+        }
+        for (label, messages) in &op.error_examples {
+            for message in messages {
+                let _ = writeln!(out, "      {} {label}: {message}", op.op);
+            }
+        }
+    }
 }
