@@ -90,6 +90,10 @@ impl SqlPool {
                 let pool = PgPoolOptions::new()
                     .max_connections(16)
                     .acquire_timeout(timeout)
+                    // sqlx pings a connection when it goes back to the pool (closing a
+                    // broken one); pinging again when taking it out cost every query a
+                    // second round trip.
+                    .test_before_acquire(false)
                     .connect_with(options)
                     .await
                     .with_context(|| format!("{variable}: cannot connect to PostgreSQL"))?;
@@ -146,6 +150,7 @@ async fn sqlite(url: &str, variable: &str, timeout: Duration) -> anyhow::Result<
     SqlitePoolOptions::new()
         .max_connections(8)
         .acquire_timeout(timeout)
+        .test_before_acquire(false)
         .connect_with(options)
         .await
         .with_context(|| format!("{variable}: cannot open the SQLite database `{url}`"))
