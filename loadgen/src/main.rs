@@ -508,14 +508,21 @@ async fn serving(url: &str) -> anyhow::Result<()> {
 }
 
 /// Times argon2id hashes here, with the server's parameters, for the login ceiling.
+/// Like the server's hashing threads, it reuses one block buffer: a fresh 19 MiB buffer
+/// per hash would add its page faults (several ms) to every measurement.
 async fn time_hashes(permits: usize) -> anyhow::Result<HashTiming> {
-    use argon2::PasswordHasher as _;
     let median = tokio::task::spawn_blocking(|| -> anyhow::Result<Duration> {
         let argon2 = argon2::Argon2::default();
-        let hash = |password: &[u8]| {
+        let mut memory = vec![argon2::Block::default(); argon2::Params::DEFAULT.block_count()];
+        let mut hash = |password: &[u8]| {
+            let mut out = [0u8; argon2::Params::DEFAULT_OUTPUT_LEN];
             argon2
-                .hash_password(password)
-                .map(drop)
+                .hash_password_into_with_memory(
+                    password,
+                    b"loadgen salt 16b",
+                    &mut out,
+                    &mut memory,
+                )
                 .map_err(|e| anyhow::anyhow!("argon2 hashing failed: {e}"))
         };
         hash(b"warm up the allocator")?;
