@@ -2,7 +2,7 @@
 
 use std::{net::IpAddr, sync::Arc};
 
-use pair_common::grpc::FieldViolation;
+use pair_common::grpc::{FieldViolation, bearer_token};
 use pair_common::time::now;
 use uuid::Uuid;
 
@@ -369,13 +369,6 @@ impl AuthCore {
     }
 }
 
-/// The token of `Bearer <token>` (scheme case-insensitive, RFC 6750).
-fn bearer_token(header: &str) -> Option<&str> {
-    let (scheme, token) = header.split_once(' ')?;
-    let token = token.trim();
-    (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)
-}
-
 fn check_present(
     violations: &mut Vec<FieldViolation>,
     field: &'static str,
@@ -395,18 +388,4 @@ fn check_present(
 /// A UUID from a request field, or INVALID_ARGUMENT naming the field.
 pub fn parse_id(field: &'static str, raw: &str) -> Result<Uuid, AuthError> {
     Uuid::try_parse(raw).map_err(|_| AuthError::invalid(field, "must be a UUID"))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn bearer_tokens_are_read_from_the_header_whatever_the_scheme_case() {
-        assert_eq!(bearer_token("Bearer abc"), Some("abc"));
-        assert_eq!(bearer_token("bearer abc"), Some("abc"));
-        assert_eq!(bearer_token("Basic abc"), None);
-        assert_eq!(bearer_token("Bearer "), None);
-        assert_eq!(bearer_token("abc"), None);
-    }
 }

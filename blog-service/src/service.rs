@@ -4,6 +4,8 @@
 
 use std::sync::Arc;
 
+use pair_common::grpc::bearer_token;
+
 use uuid::Uuid;
 
 use crate::{
@@ -156,33 +158,5 @@ impl BlogCore {
             Ok(None) => BlogError::NotFound("post"),
             Err(error) => error,
         }
-    }
-}
-
-/// The token of `Bearer <token>` (scheme case-insensitive, RFC 6750).
-fn bearer_token(header: &str) -> Option<&str> {
-    let (scheme, token) = header.split_once(' ')?;
-    let token = token.trim();
-    (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn bearer_tokens_are_read_from_the_header_whatever_the_scheme_case() {
-        assert_eq!(bearer_token("Bearer abc"), Some("abc"));
-        assert_eq!(bearer_token("bearer abc"), Some("abc"));
-        assert_eq!(bearer_token("BEARER  abc "), Some("abc"));
-    }
-
-    #[test]
-    fn other_schemes_and_empty_tokens_are_not_bearer_tokens() {
-        assert_eq!(bearer_token("Basic abc"), None);
-        assert_eq!(bearer_token("Bearer "), None);
-        assert_eq!(bearer_token("Bearer"), None);
-        assert_eq!(bearer_token("abc"), None);
-        assert_eq!(bearer_token(""), None);
     }
 }

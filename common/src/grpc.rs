@@ -37,6 +37,14 @@ impl FieldViolation {
     }
 }
 
+/// The token of an `authorization` value `Bearer <token>` (scheme case-insensitive,
+/// RFC 6750), or `None` for any other form.
+pub fn bearer_token(header: &str) -> Option<&str> {
+    let (scheme, token) = header.split_once(' ')?;
+    let token = token.trim();
+    (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)
+}
+
 /// INVALID_ARGUMENT carrying one `BadRequest` field violation per bad field.
 pub fn bad_request(violations: &[FieldViolation]) -> Status {
     let message = violations
@@ -263,5 +271,22 @@ impl PreparedServer {
             task.abort();
         }
         served
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bearer_tokens_are_read_from_the_header_whatever_the_scheme_case() {
+        assert_eq!(bearer_token("Bearer abc"), Some("abc"));
+        assert_eq!(bearer_token("bearer abc"), Some("abc"));
+        assert_eq!(bearer_token("BEARER  abc "), Some("abc"));
+        assert_eq!(bearer_token("Basic abc"), None);
+        assert_eq!(bearer_token("Bearer "), None);
+        assert_eq!(bearer_token("Bearer"), None);
+        assert_eq!(bearer_token("abc"), None);
+        assert_eq!(bearer_token(""), None);
     }
 }
