@@ -1721,3 +1721,61 @@ async fn a_64_kib_authorization_header_is_refused_and_serving_goes_on() {
     blog_server.stop().await;
     auth_server.stop().await;
 }
+
+// ---------------------------------------------------------------------------------
+// Metrics while a store is down
+// ---------------------------------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_are_served_while_redis_is_down_and_count_the_failures() {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let mut redis = PrivateRedis::start().await;
+    let mut config = auth_on(fresh_database("faultmetrics").await, redis.url()).await;
+    config.metrics_addr = Some(std::net::SocketAddr::from(([127, 0, 0, 1], 0)));
+    let app = auth_service::Application::build(config)
+        .await
+        .expect("build");
+    let metrics_addr = app.metrics_addr().expect("metrics endpoint");
+    let server = support::start_built_auth(app);
+    let mut client = support::auth_client(&server).await;
+    let (user, _) = register_and_login(&mut client, "scrape").await;
+
+    redis.kill();
+    let status = tokio::time::timeout(
+        HANG_GUARD,
+        client.login(auth::LoginRequest {
+            username: user.username.clone(),
+            password: support::PASSWORD.into(),
+        }),
+    )
+    .await
+    .expect("no hang")
+    .expect_err("Redis is down");
+    assert_eq!(status.code(), Code::Unavailable);
+
+    let scrape = async {
+        let mut stream = tokio::net::TcpStream::connect(metrics_addr)
+            .await
+            .expect("connect");
+        stream
+            .write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            .await
+            .expect("write");
+        let mut answer = Vec::new();
+        stream.read_to_end(&mut answer).await.expect("read");
+        String::from_utf8_lossy(&answer).into_owned()
+    };
+    let answer = tokio::time::timeout(Duration::from_secs(10), scrape)
+        .await
+        .expect("the scrape answers while Redis is down");
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert!(
+        answer.contains(r#"grpc_method="Login",grpc_code="OK"} 1"#),
+        "{answer}"
+    );
+    assert!(
+        answer.contains(r#"grpc_method="Login",grpc_code="Unavailable"} 1"#),
+        "{answer}"
+    );
+    server.stop().await;
+}
