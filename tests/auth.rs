@@ -4,6 +4,7 @@
 mod support;
 
 on_both_backends!(
+    an_unknown_username_is_throttled_like_a_real_one,
     repeated_failed_logins_of_a_username_are_throttled_with_retry_info,
     one_address_failing_many_usernames_is_throttled_itself,
     register_returns_the_user_and_never_a_password,
@@ -1057,5 +1058,26 @@ async fn one_address_failing_many_usernames_is_throttled_itself(backend: Backend
         .await
         .expect_err("address waits");
     assert_eq!(throttled.code(), Code::ResourceExhausted);
+    assert!(retry_delay(&throttled).is_some());
+}
+
+async fn an_unknown_username_is_throttled_like_a_real_one(backend: Backend) {
+    let server = spawn_auth_on(backend).await;
+    let mut client = auth_client(&server).await;
+    let nobody = unique_name("ghost");
+    for _ in 0..6 {
+        let status = login(&mut client, &nobody, "wrong guess!")
+            .await
+            .expect_err("no such user");
+        assert_eq!(status.code(), Code::Unauthenticated);
+    }
+    let throttled = login(&mut client, &nobody, "wrong guess!")
+        .await
+        .expect_err("throttled");
+    assert_eq!(
+        throttled.code(),
+        Code::ResourceExhausted,
+        "so throttling does not reveal which names exist"
+    );
     assert!(retry_delay(&throttled).is_some());
 }

@@ -111,7 +111,7 @@ pub struct Config {
         long,
         env = "AUTH_LOGIN_FREE_FAILURES",
         value_name = "AUTH_LOGIN_FREE_FAILURES",
-        default_value_t = 5
+        default_value_t = 10
     )]
     pub login_free_failures: u32,
 

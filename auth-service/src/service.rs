@@ -101,7 +101,14 @@ impl AuthCore {
         if !violations.is_empty() {
             return Err(AuthError::Validation(violations));
         }
-        let username_key = format!("u:{}", username.to_lowercase());
+        let found = self.users.find_by_username(username).await?;
+        // Failures count against the account (its id: a name freed and taken again
+        // starts afresh) or, for a name that does not exist, against the name, so
+        // both are throttled alike and the answers do not tell which names exist.
+        let username_key = found.as_ref().map_or_else(
+            || format!("n:{}", username.to_lowercase()),
+            |f| format!("u:{}", f.user.id),
+        );
         let address_key = client.map(|ip| format!("a:{ip}"));
         if self.throttle.enabled {
             let keys: Vec<String> = std::iter::once(username_key.clone())
@@ -112,7 +119,6 @@ impl AuthCore {
                 return Err(AuthError::Throttled(wait));
             }
         }
-        let found = self.users.find_by_username(username).await?;
         let hash = found.as_ref().map(|f| f.password_hash.as_str());
         if !self.hasher.verify(password, hash).await? {
             tracing::info!("login refused: wrong username or password");
