@@ -888,6 +888,11 @@ async fn tokens_live_in_two_redis_databases_with_bounded_ttls() {
         let ttl: i64 = refresh_db.pttl(key).await.expect("pttl");
         assert!(ttl > 0 && ttl <= month_ms, "{key}: {ttl}");
     }
+    let stored_name: String = refresh_db.hget(&refresh_key, "name").await.expect("name");
+    assert_eq!(
+        stored_name, user.username,
+        "Introspect reads the name with the session"
+    );
     let stored_access: String = refresh_db.hget(&refresh_key, "ajti").await.expect("ajti");
     assert_eq!(
         stored_access,

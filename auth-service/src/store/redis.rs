@@ -1,11 +1,11 @@
 //! `TokenStore` on Redis, in two logical databases (DESIGN.md §4):
 //!
 //! refresh database (default 1), one hash tag `{<user_id>}` per user:
-//! - `auth:refresh:{uid}:<refresh_jti>`: hash `sid ajti aexp ctime rexp ua`, the current
-//!   refresh token of a session and its access twin; TTL = the refresh token's life.
+//! - `auth:refresh:{uid}:<refresh_jti>`: hash `sid ajti aexp ctime rexp ua name`, the
+//!   current refresh token of a session, its access twin, and the user's current name
+//!   (for Introspect, so it needs one command); TTL = the refresh token's life.
 //! - `auth:sessions:{uid}`: hash `<sid> -> <refresh_jti>`, the per-user index; TTL = the
 //!   life of the user's newest refresh token (the longest).
-//! - `auth:username:{uid}`: the current username, for Introspect; same TTL as the index.
 //!
 //! blocklist database (default 2):
 //! - `auth:blocked:{uid}:<access_jti>`: TTL = the access token's remaining life.
@@ -43,6 +43,7 @@ pub struct RedisTokenStore {
     rotate: Script,
     revoke: Script,
     revoke_all: Script,
+    rename: Script,
 }
 
 fn refresh_prefix(user: Uuid) -> String {
@@ -53,9 +54,6 @@ fn refresh_key(user: Uuid, refresh_jti: Uuid) -> String {
 }
 fn index_key(user: Uuid) -> String {
     format!("auth:sessions:{{{user}}}")
-}
-fn username_key(user: Uuid) -> String {
-    format!("auth:username:{{{user}}}")
 }
 fn blocked_key(user: Uuid, access_jti: Uuid) -> String {
     format!("auth:blocked:{{{user}}}:{access_jti}")
@@ -80,7 +78,7 @@ fn lock_key(key: &str) -> String {
     format!("auth:throttle:{{{key}}}:lock")
 }
 
-/// KEYS: index, old refresh, new refresh, username. ARGV: sid, expected refresh jti,
+/// KEYS: index, old refresh, new refresh. ARGV: sid, expected refresh jti,
 /// new refresh jti, new access jti, new access exp, new refresh exp, ttl ms, refresh key
 /// prefix, reuse-is-theft flag. Returns {outcome, old access jti, old access exp}.
 const ROTATE: &str = r"
@@ -94,19 +92,31 @@ if current ~= ARGV[2] then
   redis.call('HDEL', KEYS[1], ARGV[1])
   return {'reused', old[1] or '', old[2] or ''}
 end
-local old = redis.call('HMGET', KEYS[2], 'ajti', 'aexp', 'ctime', 'ua')
+local old = redis.call('HMGET', KEYS[2], 'ajti', 'aexp', 'ctime', 'ua', 'name')
 if not old[1] then
   redis.call('HDEL', KEYS[1], ARGV[1])
   return {'gone'}
 end
 redis.call('DEL', KEYS[2])
 redis.call('HSET', KEYS[3], 'sid', ARGV[1], 'ajti', ARGV[4], 'aexp', ARGV[5],
-  'ctime', old[3], 'rexp', ARGV[6], 'ua', old[4])
+  'ctime', old[3], 'rexp', ARGV[6], 'ua', old[4], 'name', old[5])
 redis.call('PEXPIRE', KEYS[3], ARGV[7])
 redis.call('HSET', KEYS[1], ARGV[1], ARGV[3])
 redis.call('PEXPIRE', KEYS[1], ARGV[7])
-redis.call('PEXPIRE', KEYS[4], ARGV[7])
 return {'rotated', old[1], old[2]}
+";
+
+/// KEYS: index. ARGV: refresh key prefix, new name. Writes the name into every live
+/// refresh token of the user (never creating a key that has expired).
+const RENAME: &str = r"
+local entries = redis.call('HGETALL', KEYS[1])
+for i = 2, #entries, 2 do
+  local key = ARGV[1] .. entries[i]
+  if redis.call('EXISTS', key) == 1 then
+    redis.call('HSET', key, 'name', ARGV[2])
+  end
+end
+return 0
 ";
 
 /// KEYS: index. ARGV: sid, refresh key prefix. Returns {access jti, access exp} of the
@@ -198,6 +208,7 @@ impl RedisTokenStore {
             rotate: Script::new(ROTATE),
             revoke: Script::new(REVOKE),
             revoke_all: Script::new(REVOKE_ALL),
+            rename: Script::new(RENAME),
         })
     }
 
@@ -264,6 +275,7 @@ impl TokenStore for RedisTokenStore {
                     ("ctime", refresh.iat.to_string()),
                     ("rexp", refresh.exp.to_string()),
                     ("ua", session.user_agent.to_owned()),
+                    ("name", session.username.to_owned()),
                 ],
             )
             .ignore()
@@ -281,12 +293,6 @@ impl TokenStore for RedisTokenStore {
             .arg(index_key(user))
             .arg(ttl)
             .ignore()
-            .cmd("SET")
-            .arg(username_key(user))
-            .arg(session.username)
-            .arg("PX")
-            .arg(ttl)
-            .ignore()
             .query_async::<()>(&mut self.refresh.clone())
             .await
             .map_err(classify)?;
@@ -298,20 +304,20 @@ impl TokenStore for RedisTokenStore {
         let user = access.sub;
         let mut refresh = self.refresh.clone();
         let mut blocklist = self.blocklist.clone();
-        let mut pipe = redis::pipe();
-        pipe.cmd("HMGET")
+        let mut hmget = redis::cmd("HMGET");
+        hmget
             .arg(refresh_key(user, access.twin))
             .arg("sid")
             .arg("ajti")
-            .get(username_key(user));
+            .arg("name");
         let session =
-            pipe.query_async::<((Option<String>, Option<String>), Option<String>)>(&mut refresh);
+            hmget.query_async::<(Option<String>, Option<String>, Option<String>)>(&mut refresh);
         let blocked = blocklist.exists::<_, bool>(blocked_key(user, access.jti));
         let (session, blocked) = tokio::join!(session, blocked);
-        let ((sid, ajti), username) = session.map_err(classify)?;
+        let (sid, ajti, username) = session.map_err(classify)?;
         let blocked = blocked.map_err(classify)?;
-        let sid_matches = sid.as_deref() == Some(access.sid.to_string().as_str());
-        let jti_matches = ajti.as_deref() == Some(access.jti.to_string().as_str());
+        let sid_matches = sid.and_then(|s| s.parse::<Uuid>().ok()) == Some(access.sid);
+        let jti_matches = ajti.and_then(|j| j.parse::<Uuid>().ok()) == Some(access.jti);
         Ok(if sid_matches && jti_matches && !blocked {
             username
         } else {
@@ -333,7 +339,6 @@ impl TokenStore for RedisTokenStore {
             .key(index_key(user_id))
             .key(refresh_key(user_id, expected_refresh))
             .key(refresh_key(user_id, next_refresh.jti))
-            .key(username_key(user_id))
             .arg(session_id.to_string())
             .arg(expected_refresh.to_string())
             .arg(next_refresh.jti.to_string())
@@ -436,13 +441,11 @@ impl TokenStore for RedisTokenStore {
     }
 
     async fn set_username(&self, user_id: Uuid, username: &str) -> Result<(), StoreError> {
-        // XX: only while the user has live sessions; KEEPTTL: their lifetime rules it.
-        redis::cmd("SET")
-            .arg(username_key(user_id))
+        self.rename
+            .key(index_key(user_id))
+            .arg(refresh_prefix(user_id))
             .arg(username)
-            .arg("XX")
-            .arg("KEEPTTL")
-            .query_async::<()>(&mut self.refresh.clone())
+            .invoke_async::<()>(&mut self.refresh.clone())
             .await
             .map_err(classify)
     }
