@@ -170,12 +170,12 @@ where
 
     fn call(&mut self, request: Request<ReqBody>) -> Self::Future {
         let trace = TraceContext::from_headers(request.headers());
-        let path = request.uri().path().to_owned();
+        let path = request.uri().path();
         let span = tracing::info_span!("grpc", trace_id = %trace.trace_id_hex(), rpc = %path);
         let recorder = self
             .metrics
             .clone()
-            .map(|metrics| Recorder::start(metrics, &path));
+            .map(|metrics| Recorder::start(metrics, path));
         let started = Instant::now();
         let response = CURRENT
             .scope(trace, self.inner.call(request))
