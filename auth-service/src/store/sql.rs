@@ -54,7 +54,7 @@ fn classify(error: sqlx::Error) -> StoreError {
     }
 }
 
-fn user_from_row<R>(row: &R) -> Result<UserWithHash, StoreError>
+fn user_from_row<R>(row: &R) -> Result<UserWithHash, sqlx::Error>
 where
     R: Row,
     for<'a> &'a str: sqlx::ColumnIndex<R>,
@@ -62,19 +62,16 @@ where
     for<'a> String: sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
     for<'a> DateTime<Utc>: sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
 {
-    let read = || -> Result<UserWithHash, sqlx::Error> {
-        Ok(UserWithHash {
-            user: User {
-                id: row.try_get("id")?,
-                username: row.try_get("username")?,
-                email: row.try_get("email")?,
-                create_time: row.try_get("create_time")?,
-                update_time: row.try_get("update_time")?,
-            },
-            password_hash: row.try_get("password_hash")?,
-        })
-    };
-    read().map_err(classify)
+    Ok(UserWithHash {
+        user: User {
+            id: row.try_get("id")?,
+            username: row.try_get("username")?,
+            email: row.try_get("email")?,
+            create_time: row.try_get("create_time")?,
+            update_time: row.try_get("update_time")?,
+        },
+        password_hash: row.try_get("password_hash")?,
+    })
 }
 
 const INSERT: &str = "INSERT INTO users (id, username, email, password_hash, create_time, update_time) \
@@ -91,39 +88,39 @@ const SET_PASSWORD: &str = "UPDATE users SET password_hash = $2, update_time = $
 #[async_trait]
 impl UserStore for SqlUserStore {
     async fn insert(&self, user: &User, password_hash: &str) -> Result<(), StoreError> {
-        with_pool!(&self.pool, pool => sqlx::query(INSERT)
+        with_pool!(&self.pool, conn => sqlx::query(INSERT)
             .bind(user.id)
             .bind(&user.username)
             .bind(&user.email)
             .bind(password_hash)
             .bind(user.create_time)
             .bind(user.update_time)
-            .execute(pool)
+            .execute(conn)
             .await
-            .map(drop)
-            .map_err(classify))
+            .map(drop))
+        .map_err(classify)
     }
 
     async fn find_by_username(&self, username: &str) -> Result<Option<UserWithHash>, StoreError> {
-        with_pool!(&self.pool, pool => sqlx::query(BY_USERNAME)
+        with_pool!(&self.pool, conn => sqlx::query(BY_USERNAME)
             .bind(username)
-            .fetch_optional(pool)
-            .await
-            .map_err(classify)?
+            .fetch_optional(conn)
+            .await?
             .as_ref()
             .map(user_from_row)
             .transpose())
+        .map_err(classify)
     }
 
     async fn find_by_id(&self, id: Uuid) -> Result<Option<UserWithHash>, StoreError> {
-        with_pool!(&self.pool, pool => sqlx::query(BY_ID)
+        with_pool!(&self.pool, conn => sqlx::query(BY_ID)
             .bind(id)
-            .fetch_optional(pool)
-            .await
-            .map_err(classify)?
+            .fetch_optional(conn)
+            .await?
             .as_ref()
             .map(user_from_row)
             .transpose())
+        .map_err(classify)
     }
 
     async fn update_profile(
@@ -133,17 +130,17 @@ impl UserStore for SqlUserStore {
         email: Option<&Email>,
         now: DateTime<Utc>,
     ) -> Result<Option<User>, StoreError> {
-        let found = with_pool!(&self.pool, pool => sqlx::query(UPDATE_PROFILE)
+        let found = with_pool!(&self.pool, conn => sqlx::query(UPDATE_PROFILE)
             .bind(id)
             .bind(username.map(Username::as_str))
             .bind(email.map(Email::as_str))
             .bind(now)
-            .fetch_optional(pool)
-            .await
-            .map_err(classify)?
+            .fetch_optional(conn)
+            .await?
             .as_ref()
             .map(user_from_row)
-            .transpose())?;
+            .transpose())
+        .map_err(classify)?;
         Ok(found.map(|found| found.user))
     }
 
@@ -153,14 +150,14 @@ impl UserStore for SqlUserStore {
         password_hash: &str,
         now: DateTime<Utc>,
     ) -> Result<bool, StoreError> {
-        with_pool!(&self.pool, pool => sqlx::query(SET_PASSWORD)
+        with_pool!(&self.pool, conn => sqlx::query(SET_PASSWORD)
             .bind(id)
             .bind(password_hash)
             .bind(now)
-            .execute(pool)
+            .execute(conn)
             .await
-            .map(|done| done.rows_affected() == 1)
-            .map_err(classify))
+            .map(|done| done.rows_affected() == 1))
+        .map_err(classify)
     }
 
     async fn ping(&self) -> Result<(), StoreError> {

@@ -44,7 +44,7 @@ fn classify(error: sqlx::Error) -> BlogError {
     }
 }
 
-fn post_from_row<R>(row: &R) -> Result<Post, BlogError>
+fn post_from_row<R>(row: &R) -> Result<Post, sqlx::Error>
 where
     R: Row,
     for<'a> &'a str: sqlx::ColumnIndex<R>,
@@ -52,18 +52,15 @@ where
     for<'a> String: sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
     for<'a> DateTime<Utc>: sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
 {
-    let read = || -> Result<Post, sqlx::Error> {
-        Ok(Post {
-            id: row.try_get("id")?,
-            author_id: row.try_get("author_id")?,
-            author_username: row.try_get("author_username")?,
-            title: row.try_get("title")?,
-            content: row.try_get("content")?,
-            create_time: row.try_get("create_time")?,
-            update_time: row.try_get("update_time")?,
-        })
-    };
-    read().map_err(classify)
+    Ok(Post {
+        id: row.try_get("id")?,
+        author_id: row.try_get("author_id")?,
+        author_username: row.try_get("author_username")?,
+        title: row.try_get("title")?,
+        content: row.try_get("content")?,
+        create_time: row.try_get("create_time")?,
+        update_time: row.try_get("update_time")?,
+    })
 }
 
 fn limit(limit: usize) -> i64 {
@@ -73,7 +70,7 @@ fn limit(limit: usize) -> i64 {
 #[async_trait]
 impl PostStore for SqlPostStore {
     async fn insert(&self, post: &Post) -> Result<(), BlogError> {
-        with_pool!(&self.pool, pool => sqlx::query(
+        with_pool!(&self.pool, conn => sqlx::query(
             "INSERT INTO posts \
              (id, author_id, author_username, title, content, create_time, update_time) \
              VALUES ($1, $2, $3, $4, $5, $6, $7)",
@@ -85,24 +82,24 @@ impl PostStore for SqlPostStore {
         .bind(&post.content)
         .bind(post.create_time)
         .bind(post.update_time)
-        .execute(pool)
+        .execute(conn)
         .await
-        .map(drop)
-        .map_err(classify))
+        .map(drop))
+        .map_err(classify)
     }
 
     async fn find(&self, id: Uuid) -> Result<Option<Post>, BlogError> {
-        with_pool!(&self.pool, pool => sqlx::query(
+        with_pool!(&self.pool, conn => sqlx::query(
             "SELECT id, author_id, author_username, title, content, create_time, update_time \
              FROM posts WHERE id = $1",
         )
         .bind(id)
-        .fetch_optional(pool)
-        .await
-        .map_err(classify)?
+        .fetch_optional(conn)
+        .await?
         .as_ref()
         .map(post_from_row)
         .transpose())
+        .map_err(classify)
     }
 
     async fn list(
@@ -114,7 +111,7 @@ impl PostStore for SqlPostStore {
         let limit = self::limit(limit);
         // One literal per shape, each matching an index exactly: the row comparison
         // `(create_time, id) < (..)` walks (create_time DESC, id DESC) from the cursor on.
-        with_pool!(&self.pool, pool => {
+        with_pool!(&self.pool, conn => {
         let query = match (author_id, after) {
             (None, None) => sqlx::query(
                 "SELECT id, author_id, author_username, title, content, create_time, update_time \
@@ -146,9 +143,10 @@ impl PostStore for SqlPostStore {
             .bind(after.id)
             .bind(limit),
         };
-        let rows = query.fetch_all(pool).await.map_err(classify)?;
+        let rows = query.fetch_all(conn).await?;
         rows.iter().map(post_from_row).collect()
         })
+        .map_err(classify)
     }
 
     async fn update_owned(
@@ -158,7 +156,7 @@ impl PostStore for SqlPostStore {
         change: &PostChange,
         now: DateTime<Utc>,
     ) -> Result<Option<Post>, BlogError> {
-        with_pool!(&self.pool, pool => sqlx::query(
+        with_pool!(&self.pool, conn => sqlx::query(
             "UPDATE posts SET title = COALESCE($3, title), content = COALESCE($4, content), \
              update_time = $5 WHERE id = $1 AND author_id = $2 \
              RETURNING id, author_id, author_username, title, content, create_time, update_time",
@@ -168,35 +166,35 @@ impl PostStore for SqlPostStore {
         .bind(change.title.as_ref().map(|title| title.as_str()))
         .bind(change.content.as_ref().map(|content| content.as_str()))
         .bind(now)
-        .fetch_optional(pool)
-        .await
-        .map_err(classify)?
+        .fetch_optional(conn)
+        .await?
         .as_ref()
         .map(post_from_row)
         .transpose())
+        .map_err(classify)
     }
 
     async fn delete_owned(&self, id: Uuid, author_id: Uuid) -> Result<bool, BlogError> {
-        with_pool!(&self.pool, pool => sqlx::query("DELETE FROM posts WHERE id = $1 AND author_id = $2")
+        with_pool!(&self.pool, conn => sqlx::query("DELETE FROM posts WHERE id = $1 AND author_id = $2")
             .bind(id)
             .bind(author_id)
-            .execute(pool)
+            .execute(conn)
             .await
-            .map(|done| done.rows_affected() == 1)
-            .map_err(classify))
+            .map(|done| done.rows_affected() == 1))
+            .map_err(classify)
     }
 
     async fn rename_author(&self, author_id: Uuid, username: &str) -> Result<u64, BlogError> {
-        with_pool!(&self.pool, pool => sqlx::query(
+        with_pool!(&self.pool, conn => sqlx::query(
             "UPDATE posts SET author_username = $2 \
              WHERE author_id = $1 AND author_username <> $2",
         )
         .bind(author_id)
         .bind(username)
-        .execute(pool)
+        .execute(conn)
         .await
-        .map(|done| done.rows_affected())
-        .map_err(classify))
+        .map(|done| done.rows_affected()))
+        .map_err(classify)
     }
 
     async fn ping(&self) -> Result<(), BlogError> {
