@@ -113,7 +113,7 @@ async fn connect_posts(config: &Config) -> anyhow::Result<Arc<dyn PostStore>> {
     )
     .await?;
     tracing::info!(backend = pool.backend(), "post database ready");
-    Ok(Arc::new(SqlPostStore::new(pool)))
+    Ok(Arc::new(SqlPostStore::new(pool, config.store_timeout)?))
 }
 
 impl pair_common::service::Service for Application {

@@ -10,5 +10,6 @@ pub mod observe;
 pub mod service;
 pub mod shutdown;
 pub mod sql;
+pub mod sqlite_read;
 pub mod telemetry;
 pub mod time;

@@ -367,6 +367,17 @@ impl SqlPool {
         }
     }
 
+    /// The file of an SQLite database on disk (`None` on PostgreSQL, and for an
+    /// in-memory SQLite database, which only the pool's own connections can see).
+    pub fn sqlite_file(&self) -> Option<&Path> {
+        match self {
+            Self::Postgres(_) => None,
+            Self::Sqlite(pool) => {
+                Some(pool.inner.options.get_filename()).filter(|file| file.is_file())
+            }
+        }
+    }
+
     /// Succeeds while the database answers.
     pub async fn ping(&self) -> Result<(), Error> {
         with_pool!(self, conn => sqlx::query("SELECT 1").execute(conn).await.map(drop))
@@ -536,6 +547,7 @@ mod tests {
         .await
         .expect("SQLite opens");
         assert_eq!(pool.backend(), "SQLite");
+        assert_eq!(pool.sqlite_file(), Some(dir.join("pool.db").as_path()));
         let mut calls = tokio::task::JoinSet::new();
         for n in 0..40_i64 {
             let pool = pool.clone();
@@ -549,6 +561,25 @@ mod tests {
         }
         pool.ping().await.expect("SQLite answers");
         std::fs::remove_dir_all(&dir).ok();
+    }
+
+    #[tokio::test]
+    async fn an_in_memory_sqlite_database_has_no_file() {
+        let migrations = Migrations {
+            postgres: &EMPTY,
+            sqlite: &EMPTY,
+        };
+        let pool = SqlPool::connect(
+            Some("sqlite::memory:"),
+            "unused.db",
+            "TEST_URL",
+            Duration::from_secs(5),
+            &migrations,
+        )
+        .await
+        .expect("an in-memory SQLite database opens");
+        assert_eq!(pool.sqlite_file(), None);
+        pool.ping().await.expect("SQLite answers");
     }
 
     static EMPTY: Migrator = Migrator::DEFAULT;

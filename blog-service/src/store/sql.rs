@@ -1,9 +1,12 @@
 //! `PostStore` on SQL: PostgreSQL or SQLite, the same queries for both.
 
+use std::{sync::Arc, time::Duration};
+
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use pair_common::{
     sql::{Migrations, SqlPool, is_unavailable},
+    sqlite_read::{self, ReadError, SqliteReader},
     with_pool,
 };
 use sqlx::Row;
@@ -22,14 +25,89 @@ pub static MIGRATIONS: Migrations = Migrations {
 };
 
 /// Posts in a SQL database, indexed for newest-first keyset paging overall and per author.
+/// On SQLite, GetPost and ListPosts read through `SqliteReader` (see its module).
 #[derive(Clone, Debug)]
 pub struct SqlPostStore {
     pool: SqlPool,
+    reader: Option<Arc<SqliteReader>>,
 }
 
 impl SqlPostStore {
-    pub fn new(pool: SqlPool) -> Self {
-        Self { pool }
+    /// `read_timeout` bounds how long an SQLite read waits for a lock.
+    pub fn new(pool: SqlPool, read_timeout: Duration) -> anyhow::Result<Self> {
+        let reader = match pool.sqlite_file() {
+            Some(file) => {
+                let threads = std::thread::available_parallelism().map_or(2, |n| n.get().min(4));
+                Some(Arc::new(SqliteReader::open(file, threads, read_timeout)?))
+            }
+            None => None,
+        };
+        Ok(Self { pool, reader })
+    }
+}
+
+/// The SELECT list every read uses, in `post_from_sqlite`'s order.
+macro_rules! select_posts {
+    ($($rest:literal),*) => {
+        concat!(
+            "SELECT id, author_id, author_username, title, content, create_time, update_time \
+             FROM posts",
+            $(" ", $rest),*
+        )
+    };
+}
+
+/// A post from a row of `POST_COLUMNS`, decoded as sqlx stores them in SQLite: ids as
+/// 16-byte blobs, times as RFC 3339 text.
+fn post_from_sqlite(row: &sqlite_read::Row<'_>) -> Result<Post, sqlite_read::Error> {
+    fn uuid(row: &sqlite_read::Row<'_>, column: usize) -> Result<Uuid, sqlite_read::Error> {
+        let bytes = row.get_ref(column)?.as_blob()?;
+        Uuid::from_slice(bytes).map_err(|error| {
+            sqlite_read::Error::FromSqlConversionFailure(
+                column,
+                sqlite_read::Type::Blob,
+                Box::new(error),
+            )
+        })
+    }
+    fn time(
+        row: &sqlite_read::Row<'_>,
+        column: usize,
+    ) -> Result<DateTime<Utc>, sqlite_read::Error> {
+        let text = row.get_ref(column)?.as_str()?;
+        DateTime::parse_from_rfc3339(text)
+            .map(|time| time.with_timezone(&Utc))
+            .map_err(|error| {
+                sqlite_read::Error::FromSqlConversionFailure(
+                    column,
+                    sqlite_read::Type::Text,
+                    Box::new(error),
+                )
+            })
+    }
+    Ok(Post {
+        id: uuid(row, 0)?,
+        author_id: uuid(row, 1)?,
+        author_username: row.get(2)?,
+        title: row.get(3)?,
+        content: row.get(4)?,
+        create_time: time(row, 5)?,
+        update_time: time(row, 6)?,
+    })
+}
+
+/// A time as sqlx writes it to SQLite, so that text comparisons order it as the stored ones.
+fn sqlite_time(time: DateTime<Utc>) -> String {
+    time.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, false)
+}
+
+fn classify_read(error: ReadError) -> BlogError {
+    let outage = !matches!(error, ReadError::Failed(_));
+    let cause = anyhow::Error::new(error).context("posts database");
+    if outage {
+        BlogError::Unavailable(cause)
+    } else {
+        BlogError::Internal(cause)
     }
 }
 
@@ -89,6 +167,17 @@ impl PostStore for SqlPostStore {
     }
 
     async fn find(&self, id: Uuid) -> Result<Option<Post>, BlogError> {
+        if let Some(reader) = &self.reader {
+            return reader
+                .read(move |conn| {
+                    let mut statement = conn.prepare_cached(select_posts!("WHERE id = $1"))?;
+                    let mut rows =
+                        statement.query(sqlite_read::params![id.as_bytes().as_slice()])?;
+                    rows.next()?.map(post_from_sqlite).transpose()
+                })
+                .await
+                .map_err(classify_read);
+        }
         with_pool!(&self.pool, conn => sqlx::query(
             "SELECT id, author_id, author_username, title, content, create_time, update_time \
              FROM posts WHERE id = $1",
@@ -109,6 +198,12 @@ impl PostStore for SqlPostStore {
         limit: usize,
     ) -> Result<Vec<Post>, BlogError> {
         let limit = self::limit(limit);
+        if let Some(reader) = &self.reader {
+            return reader
+                .read(move |conn| sqlite_list(conn, author_id, after, limit))
+                .await
+                .map_err(classify_read);
+        }
         // One literal per shape, each matching an index exactly: the row comparison
         // `(create_time, id) < (..)` walks (create_time DESC, id DESC) from the cursor on.
         with_pool!(&self.pool, conn => {
@@ -200,4 +295,52 @@ impl PostStore for SqlPostStore {
     async fn ping(&self) -> Result<(), BlogError> {
         self.pool.ping().await.map_err(classify)
     }
+}
+
+/// `list` on an SQLite reader connection: the same four shapes as the sqlx queries.
+fn sqlite_list(
+    conn: &sqlite_read::Connection,
+    author_id: Option<Uuid>,
+    after: Option<Cursor>,
+    limit: i64,
+) -> Result<Vec<Post>, sqlite_read::Error> {
+    let after = after.map(|after| (sqlite_time(after.create_time), after.id));
+    let mut posts = Vec::new();
+    let mut collect = |mut rows: sqlite_read::Rows<'_>| -> Result<(), sqlite_read::Error> {
+        while let Some(row) = rows.next()? {
+            posts.push(post_from_sqlite(row)?);
+        }
+        Ok(())
+    };
+    match (author_id, &after) {
+        (None, None) => collect(
+            conn.prepare_cached(select_posts!("ORDER BY create_time DESC, id DESC LIMIT $1"))?
+                .query(sqlite_read::params![limit])?,
+        )?,
+        (None, Some((time, id))) => collect(
+            conn.prepare_cached(select_posts!(
+                "WHERE (create_time, id) < ($1, $2) ORDER BY create_time DESC, id DESC LIMIT $3"
+            ))?
+            .query(sqlite_read::params![time, id.as_bytes().as_slice(), limit])?,
+        )?,
+        (Some(author_id), None) => collect(
+            conn.prepare_cached(select_posts!(
+                "WHERE author_id = $1 ORDER BY create_time DESC, id DESC LIMIT $2"
+            ))?
+            .query(sqlite_read::params![author_id.as_bytes().as_slice(), limit])?,
+        )?,
+        (Some(author_id), Some((time, id))) => collect(
+            conn.prepare_cached(select_posts!(
+                "WHERE author_id = $1 AND (create_time, id) < ($2, $3)",
+                "ORDER BY create_time DESC, id DESC LIMIT $4"
+            ))?
+            .query(sqlite_read::params![
+                author_id.as_bytes().as_slice(),
+                time,
+                id.as_bytes().as_slice(),
+                limit
+            ])?,
+        )?,
+    }
+    Ok(posts)
 }
