@@ -326,12 +326,8 @@ impl SqlPool {
             Some(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
                 let options = PgConnectOptions::from_str(url)
                     .with_context(|| format!("{variable} is not a valid PostgreSQL URL"))?;
-                // One direct connection first: its error says why (refused, no such
-                // database, auth), where a pool would only say it timed out.
-                let mut first = tokio::time::timeout(timeout, options.connect())
+                let mut first = open_first::<PgConnection>(&options, timeout)
                     .await
-                    .map_err(|_| anyhow::anyhow!("no answer within {timeout:?}"))
-                    .and_then(|connected| connected.map_err(anyhow::Error::from))
                     .with_context(|| format!("{variable}: cannot connect to PostgreSQL"))?;
                 migrations
                     .postgres
@@ -384,6 +380,18 @@ impl SqlPool {
     }
 }
 
+/// The pool's first connection, opened directly: its error says why (refused, no such
+/// database, auth, a file that cannot be created), where a pool would only time out.
+async fn open_first<C: Connection>(
+    options: &<C as Connection>::Options,
+    timeout: Duration,
+) -> anyhow::Result<C> {
+    tokio::time::timeout(timeout, options.connect())
+        .await
+        .map_err(|_| anyhow::anyhow!("no answer within {timeout:?}"))?
+        .map_err(anyhow::Error::from)
+}
+
 /// SQLite in WAL mode with foreign keys on and a busy timeout, so two processes on one
 /// file wait for each other instead of failing or corrupting it.
 async fn sqlite(
@@ -399,10 +407,8 @@ async fn sqlite(
         .synchronous(SqliteSynchronous::Normal)
         .foreign_keys(true)
         .busy_timeout(Duration::from_secs(5));
-    let mut first = tokio::time::timeout(timeout, options.connect())
+    let mut first = open_first::<SqliteConnection>(&options, timeout)
         .await
-        .map_err(|_| anyhow::anyhow!("no answer within {timeout:?}"))
-        .and_then(|connected| connected.map_err(anyhow::Error::from))
         .with_context(|| format!("{variable}: cannot open the SQLite database `{url}`"))?;
     migrations
         .sqlite
