@@ -46,18 +46,32 @@ impl SqlPostStore {
     }
 }
 
-/// The SELECT list every read uses, in `post_from_sqlite`'s order.
+/// The SELECT list every read uses, in `post_from_sqlite`'s order, then `$rest`.
 macro_rules! select_posts {
-    ($($rest:literal),*) => {
+    ($rest:literal) => {
         concat!(
             "SELECT id, author_id, author_username, title, content, create_time, update_time \
-             FROM posts",
-            $(" ", $rest),*
+             FROM posts ",
+            $rest
         )
     };
 }
 
-/// A post from a row of `POST_COLUMNS`, decoded as sqlx stores them in SQLite: ids as
+// The reads, one literal per shape, each matching an index exactly: the row comparison
+// `(create_time, id) < (..)` walks (create_time DESC, id DESC) from the cursor on. Both
+// the sqlx queries and the SQLite reader threads run these.
+const FIND: &str = select_posts!("WHERE id = $1");
+const LIST: &str = select_posts!("ORDER BY create_time DESC, id DESC LIMIT $1");
+const LIST_AFTER: &str =
+    select_posts!("WHERE (create_time, id) < ($1, $2) ORDER BY create_time DESC, id DESC LIMIT $3");
+const LIST_BY_AUTHOR: &str =
+    select_posts!("WHERE author_id = $1 ORDER BY create_time DESC, id DESC LIMIT $2");
+const LIST_BY_AUTHOR_AFTER: &str = select_posts!(
+    "WHERE author_id = $1 AND (create_time, id) < ($2, $3) \
+     ORDER BY create_time DESC, id DESC LIMIT $4"
+);
+
+/// A post from a row of `select_posts!`, decoded as sqlx stores them in SQLite: ids as
 /// 16-byte blobs, times as RFC 3339 text.
 fn post_from_sqlite(row: &sqlite_read::Row<'_>) -> Result<Post, sqlite_read::Error> {
     fn uuid(row: &sqlite_read::Row<'_>, column: usize) -> Result<Uuid, sqlite_read::Error> {
@@ -170,7 +184,7 @@ impl PostStore for SqlPostStore {
         if let Some(reader) = &self.reader {
             return reader
                 .read(move |conn| {
-                    let mut statement = conn.prepare_cached(select_posts!("WHERE id = $1"))?;
+                    let mut statement = conn.prepare_cached(FIND)?;
                     let mut rows =
                         statement.query(sqlite_read::params![id.as_bytes().as_slice()])?;
                     rows.next()?.map(post_from_sqlite).transpose()
@@ -178,10 +192,7 @@ impl PostStore for SqlPostStore {
                 .await
                 .map_err(classify_read);
         }
-        with_pool!(&self.pool, conn => sqlx::query(
-            "SELECT id, author_id, author_username, title, content, create_time, update_time \
-             FROM posts WHERE id = $1",
-        )
+        with_pool!(&self.pool, conn => sqlx::query(FIND)
         .bind(id)
         .fetch_optional(conn)
         .await?
@@ -204,35 +215,18 @@ impl PostStore for SqlPostStore {
                 .await
                 .map_err(classify_read);
         }
-        // One literal per shape, each matching an index exactly: the row comparison
-        // `(create_time, id) < (..)` walks (create_time DESC, id DESC) from the cursor on.
         with_pool!(&self.pool, conn => {
         let query = match (author_id, after) {
-            (None, None) => sqlx::query(
-                "SELECT id, author_id, author_username, title, content, create_time, update_time \
-                 FROM posts ORDER BY create_time DESC, id DESC LIMIT $1",
-            )
+            (None, None) => sqlx::query(LIST)
             .bind(limit),
-            (None, Some(after)) => sqlx::query(
-                "SELECT id, author_id, author_username, title, content, create_time, update_time \
-                 FROM posts WHERE (create_time, id) < ($1, $2) \
-                 ORDER BY create_time DESC, id DESC LIMIT $3",
-            )
+            (None, Some(after)) => sqlx::query(LIST_AFTER)
             .bind(after.create_time)
             .bind(after.id)
             .bind(limit),
-            (Some(author_id), None) => sqlx::query(
-                "SELECT id, author_id, author_username, title, content, create_time, update_time \
-                 FROM posts WHERE author_id = $1 \
-                 ORDER BY create_time DESC, id DESC LIMIT $2",
-            )
+            (Some(author_id), None) => sqlx::query(LIST_BY_AUTHOR)
             .bind(author_id)
             .bind(limit),
-            (Some(author_id), Some(after)) => sqlx::query(
-                "SELECT id, author_id, author_username, title, content, create_time, update_time \
-                 FROM posts WHERE author_id = $1 AND (create_time, id) < ($2, $3) \
-                 ORDER BY create_time DESC, id DESC LIMIT $4",
-            )
+            (Some(author_id), Some(after)) => sqlx::query(LIST_BY_AUTHOR_AFTER)
             .bind(author_id)
             .bind(after.create_time)
             .bind(after.id)
@@ -314,32 +308,25 @@ fn sqlite_list(
     };
     match (author_id, &after) {
         (None, None) => collect(
-            conn.prepare_cached(select_posts!("ORDER BY create_time DESC, id DESC LIMIT $1"))?
+            conn.prepare_cached(LIST)?
                 .query(sqlite_read::params![limit])?,
         )?,
         (None, Some((time, id))) => collect(
-            conn.prepare_cached(select_posts!(
-                "WHERE (create_time, id) < ($1, $2) ORDER BY create_time DESC, id DESC LIMIT $3"
-            ))?
-            .query(sqlite_read::params![time, id.as_bytes().as_slice(), limit])?,
+            conn.prepare_cached(LIST_AFTER)?
+                .query(sqlite_read::params![time, id.as_bytes().as_slice(), limit])?,
         )?,
         (Some(author_id), None) => collect(
-            conn.prepare_cached(select_posts!(
-                "WHERE author_id = $1 ORDER BY create_time DESC, id DESC LIMIT $2"
-            ))?
-            .query(sqlite_read::params![author_id.as_bytes().as_slice(), limit])?,
+            conn.prepare_cached(LIST_BY_AUTHOR)?
+                .query(sqlite_read::params![author_id.as_bytes().as_slice(), limit])?,
         )?,
         (Some(author_id), Some((time, id))) => collect(
-            conn.prepare_cached(select_posts!(
-                "WHERE author_id = $1 AND (create_time, id) < ($2, $3)",
-                "ORDER BY create_time DESC, id DESC LIMIT $4"
-            ))?
-            .query(sqlite_read::params![
-                author_id.as_bytes().as_slice(),
-                time,
-                id.as_bytes().as_slice(),
-                limit
-            ])?,
+            conn.prepare_cached(LIST_BY_AUTHOR_AFTER)?
+                .query(sqlite_read::params![
+                    author_id.as_bytes().as_slice(),
+                    time,
+                    id.as_bytes().as_slice(),
+                    limit
+                ])?,
         )?,
     }
     Ok(posts)
