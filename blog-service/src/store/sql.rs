@@ -115,19 +115,18 @@ fn sqlite_time(time: DateTime<Utc>) -> String {
     time.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, false)
 }
 
+/// A reader thread's error, classified as `classify` does sqlx's.
 fn classify_read(error: ReadError) -> BlogError {
     let outage = !matches!(error, ReadError::Failed(_));
-    let cause = anyhow::Error::new(error).context("posts database");
-    if outage {
-        BlogError::Unavailable(cause)
-    } else {
-        BlogError::Internal(cause)
-    }
+    store_error(outage, error)
 }
 
 /// Outages are `Unavailable`; anything else is `Internal`.
 fn classify(error: sqlx::Error) -> BlogError {
-    let outage = is_unavailable(&error);
+    store_error(is_unavailable(&error), error)
+}
+
+fn store_error(outage: bool, error: impl std::error::Error + Send + Sync + 'static) -> BlogError {
     let cause = anyhow::Error::new(error).context("posts database");
     if outage {
         BlogError::Unavailable(cause)
