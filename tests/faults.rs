@@ -477,13 +477,23 @@ async fn a_redis_crash_fails_closed_and_auth_recovers_without_a_restart() {
 
     let outcomes = load.stop().await;
     assert_only_ok_or_unavailable("Introspect load", &outcomes);
-    let opened_after_crash = outcomes
+    // The token was answered from memory before the crash (the Introspect cache), and
+    // may still be in the instants before the service reads the end of its tracking
+    // connection: an answer Redis gave and could no longer have changed. Once any call
+    // has been refused, none says active until Redis is back.
+    let first_refusal = outcomes
         .iter()
-        .filter(|o| o.started >= down && o.result == Ok(true))
+        .filter(|o| o.started >= down && o.result == Err(Code::Unavailable))
+        .map(|o| o.started + o.took)
+        .min()
+        .expect("a refused call during the outage");
+    let opened_after_refusal = outcomes
+        .iter()
+        .filter(|o| o.started >= first_refusal && o.result == Ok(true))
         .count();
     assert_eq!(
-        opened_after_crash, 0,
-        "Introspect said active for calls made after Redis died"
+        opened_after_refusal, 0,
+        "Introspect said active after an Introspect had been refused for the outage"
     );
     assert!(
         outcomes
@@ -568,6 +578,194 @@ async fn a_frozen_redis_is_unavailable_within_the_store_timeout_never_a_hang() {
          {first_ok:?}"
     );
     server.stop().await;
+}
+
+/// Introspect's answer for `token` on `client`, polled until `done` holds; panics after
+/// `limit`. Returns how long it took.
+async fn introspect_until(
+    client: &mut Introspection,
+    token: &str,
+    what: &str,
+    limit: Duration,
+    done: impl Fn(&auth::IntrospectResponse) -> bool,
+) -> Duration {
+    let started = Instant::now();
+    loop {
+        let answer = guarded(
+            "Introspect",
+            client.introspect(auth::IntrospectRequest {
+                token: token.into(),
+            }),
+        )
+        .await
+        .expect("introspect")
+        .into_inner();
+        if done(&answer) {
+            return started.elapsed();
+        }
+        assert!(started.elapsed() < limit, "{what} within {limit:?}");
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+}
+
+/// The ids of the Introspect cache's tracking connections on `redis`.
+async fn tracking_connections(admin: &mut redis::aio::MultiplexedConnection) -> Vec<String> {
+    let list: String = redis::cmd("CLIENT")
+        .arg("LIST")
+        .query_async(admin)
+        .await
+        .expect("CLIENT LIST");
+    let name = format!("name={}", auth_service::store::TRACKING_CONNECTION_NAME);
+    list.lines()
+        .filter(|line| line.split(' ').any(|field| field == name))
+        .filter_map(|line| line.split(' ').find_map(|field| field.strip_prefix("id=")))
+        .map(str::to_owned)
+        .collect()
+}
+
+async fn wait_for_tracking(admin: &mut redis::aio::MultiplexedConnection, count: usize) {
+    let started = Instant::now();
+    while tracking_connections(admin).await.len() < count {
+        assert!(
+            started.elapsed() < RECOVERY_LIMIT,
+            "{count} tracking connections within {RECOVERY_LIMIT:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// `cmdstat_<command>` calls in Redis's INFO.
+async fn redis_calls(admin: &mut redis::aio::MultiplexedConnection, command: &str) -> u64 {
+    let info: String = redis::cmd("INFO")
+        .arg("commandstats")
+        .query_async(admin)
+        .await
+        .expect("INFO");
+    let prefix = format!("cmdstat_{command}:calls=");
+    info.lines()
+        .find_map(|line| line.strip_prefix(&prefix))
+        .and_then(|rest| rest.split(',').next())
+        .map_or(0, |calls| calls.parse().expect("a count"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_instances_on_one_redis_see_each_others_revocations_despite_the_cache() {
+    let redis = PrivateRedis::start().await;
+    let config = auth_on(fresh_database("faultcache").await, redis.url()).await;
+    let (a, b) = (start_auth(config.clone()).await, start_auth(config).await);
+    let mut auth_a = AuthServiceClient::new(a.channel().await);
+    let mut on_a = IntrospectionServiceClient::new(a.channel().await);
+    let mut on_b = IntrospectionServiceClient::new(b.channel().await);
+    let mut admin = redis::Client::open(redis.url())
+        .expect("redis url")
+        .get_multiplexed_async_connection()
+        .await
+        .expect("redis");
+    wait_for_tracking(&mut admin, 2).await;
+    let (user, first) = register_and_login(&mut auth_a, "cached").await;
+    let second = login(&mut auth_a, &user.username, PASSWORD)
+        .await
+        .expect("login");
+    let third = login(&mut auth_a, &user.username, PASSWORD)
+        .await
+        .expect("login");
+
+    // A checked token is answered from memory: ten more Introspects ask Redis nothing.
+    assert_eq!(active(&mut on_b, &first.access_token).await, Ok(true));
+    let reads = redis_calls(&mut admin, "hmget").await;
+    for _ in 0..10 {
+        assert_eq!(active(&mut on_b, &first.access_token).await, Ok(true));
+    }
+    assert_eq!(
+        redis_calls(&mut admin, "hmget").await,
+        reads,
+        "the repeated Introspects were answered from memory"
+    );
+
+    // Logout through A: A says inactive at once, B once Redis's push has arrived.
+    assert_eq!(active(&mut on_a, &first.access_token).await, Ok(true));
+    auth_a
+        .logout(authed(&first.access_token, auth::LogoutRequest {}))
+        .await
+        .expect("logout");
+    assert_eq!(
+        active(&mut on_a, &first.access_token).await,
+        Ok(false),
+        "the instance that logged out forgets at once"
+    );
+    let logout_seen = introspect_until(
+        &mut on_b,
+        &first.access_token,
+        "B sees the logout made through A",
+        Duration::from_secs(2),
+        |answer| !answer.active,
+    )
+    .await;
+
+    // A rename through A: B reports the new name for the older session.
+    let seen = introspect_until(
+        &mut on_b,
+        &third.access_token,
+        "B answers for the third session",
+        Duration::from_secs(2),
+        |answer| answer.active,
+    )
+    .await;
+    let new_name = unique_name("recached");
+    auth_a
+        .update_profile(authed(
+            &second.access_token,
+            auth::UpdateProfileRequest {
+                username: Some(new_name.clone()),
+                email: None,
+            },
+        ))
+        .await
+        .expect("rename");
+    let rename_seen = introspect_until(
+        &mut on_b,
+        &third.access_token,
+        "B reports the new name",
+        Duration::from_secs(2),
+        |answer| answer.active && answer.username == new_name,
+    )
+    .await;
+
+    // Cut every tracking connection, then revoke through A while they are down: no
+    // remembered answer survives the cut, so B finds out from Redis.
+    assert_eq!(active(&mut on_b, &third.access_token).await, Ok(true));
+    for id in tracking_connections(&mut admin).await {
+        redis::cmd("CLIENT")
+            .arg("KILL")
+            .arg("ID")
+            .arg(&id)
+            .exec_async(&mut admin)
+            .await
+            .expect("CLIENT KILL");
+    }
+    auth_a
+        .logout_all(authed(&third.access_token, auth::LogoutAllRequest {}))
+        .await
+        .expect("logout all");
+    let cut_seen = introspect_until(
+        &mut on_b,
+        &third.access_token,
+        "B sees the revocation made while its tracking connection was cut",
+        Duration::from_secs(2),
+        |answer| !answer.active,
+    )
+    .await;
+    wait_for_tracking(&mut admin, 2).await;
+    for _ in 0..10 {
+        assert_eq!(active(&mut on_b, &third.access_token).await, Ok(false));
+    }
+    println!(
+        "introspect cache: B saw a logout through A after {logout_seen:?}, a rename after \
+         {rename_seen:?} (first answer {seen:?}), a revocation across a cut tracking \
+         connection after {cut_seen:?}"
+    );
+    a.stop().await;
+    b.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -56,6 +56,11 @@ pub struct Config {
     )]
     pub redis_blocklist_db: u8,
 
+    /// Keep Introspect answers of live tokens in process, dropped the moment Redis
+    /// reports a change to their keys (`CLIENT TRACKING`). Only with Redis.
+    #[arg(long, env = "AUTH_INTROSPECT_CACHE", value_name = "AUTH_INTROSPECT_CACHE", default_value_t = true, action = clap::ArgAction::Set)]
+    pub introspect_cache: bool,
+
     /// HS256 signing secret, at least 32 bytes; unset means a random secret per start
     /// (every token dies with the process).
     #[arg(

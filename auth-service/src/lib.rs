@@ -162,9 +162,13 @@ async fn connect_tokens(config: &Config) -> anyhow::Result<Arc<dyn TokenStore>> 
                 config.redis_blocklist_db,
                 config.refresh_token_ttl,
                 config.store_timeout,
+                config.introspect_cache,
             )
             .await?;
-            tracing::info!("token store: Redis");
+            tracing::info!(
+                introspect_cache = config.introspect_cache,
+                "token store: Redis"
+            );
             Ok(Arc::new(store))
         }
         Some(url) => anyhow::bail!(

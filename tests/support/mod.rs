@@ -169,6 +169,7 @@ pub async fn auth_config_on(backend: Backend) -> auth_service::Config {
         redis_url: (backend == Backend::PostgresRedis).then(redis_url),
         redis_refresh_db: 1,
         redis_blocklist_db: 2,
+        introspect_cache: true,
         jwt_secret: Some(TEST_SECRET.into()),
         jwt_issuer: "auth-service".into(),
         access_token_ttl: Duration::from_secs(900),

@@ -5,10 +5,12 @@ mod memory;
 mod redis;
 pub mod sessions;
 mod sql;
+mod tracked;
 
 pub use self::memory::MemoryTokenStore;
 pub use self::redis::RedisTokenStore;
 pub use self::sql::{MIGRATIONS, SqlUserStore};
+pub use self::tracked::CONNECTION_NAME as TRACKING_CONNECTION_NAME;
 pub use sessions::{NewSession, Rotation, SessionInfo, TokenStore};
 
 use async_trait::async_trait;

@@ -18,7 +18,7 @@
 //! refresh database is the authority: an access token is active only if it is the twin
 //! named by a live refresh key, so a lost blocklist write cannot revive a token.
 
-use std::time::Duration;
+use std::{sync::Arc, time::Duration};
 
 use anyhow::Context as _;
 use async_trait::async_trait;
@@ -28,7 +28,10 @@ use redis::{
 };
 use uuid::Uuid;
 
-use super::sessions::{NewSession, Rotation, SessionInfo, TokenStore, login_delay};
+use super::{
+    sessions::{NewSession, Rotation, SessionInfo, TokenStore, login_delay},
+    tracked::{IntrospectCache, spawn_tracking, tracking_client},
+};
 use crate::{
     error::StoreError,
     tokens::{Claims, remaining_ms},
@@ -44,7 +47,12 @@ pub struct RedisTokenStore {
     revoke: Script,
     revoke_all: Script,
     rename: Script,
+    /// Introspect answers kept true by Redis pushes; `None` when turned off.
+    cache: Option<Arc<IntrospectCache>>,
 }
+
+/// The prefixes of every key an Introspect answer depends on.
+const TRACKED_PREFIXES: &[&str] = &["auth:refresh:", "auth:blocked:"];
 
 fn refresh_prefix(user: Uuid) -> String {
     format!("auth:refresh:{{{user}}}:")
@@ -177,13 +185,16 @@ fn ms(duration: Duration) -> u64 {
 
 impl RedisTokenStore {
     /// Connects one manager per logical database. Reconnects back off at most 1 s and
-    /// every command has `timeout`, so an outage is an error, never a hang.
+    /// every command has `timeout`, so an outage is an error, never a hang. With
+    /// `cache_answers`, a tracking connection keeps Introspect answers in process (see
+    /// `tracked`).
     pub async fn connect(
         url: &str,
         refresh_db: u8,
         blocklist_db: u8,
         refresh_ttl: Duration,
         timeout: Duration,
+        cache_answers: bool,
     ) -> anyhow::Result<Self> {
         let manager = |db: u8| async move {
             let info = url
@@ -209,7 +220,22 @@ impl RedisTokenStore {
             revoke: Script::new(REVOKE),
             revoke_all: Script::new(REVOKE_ALL),
             rename: Script::new(RENAME),
+            cache: if cache_answers {
+                let cache = Arc::new(IntrospectCache::default());
+                spawn_tracking(tracking_client(url)?, TRACKED_PREFIXES, &cache, timeout);
+                Some(cache)
+            } else {
+                None
+            },
         })
+    }
+
+    /// After a change to `user`'s sessions (whether or not it went through): this
+    /// process answers from Redis for that user until its next read.
+    fn forget(&self, user: Uuid) {
+        if let Some(cache) = &self.cache {
+            cache.forget_user(user);
+        }
     }
 
     /// Blocks access tokens `(jti, exp)` until they expire, and tracks the sessions.
@@ -301,6 +327,11 @@ impl TokenStore for RedisTokenStore {
     }
 
     async fn check_access(&self, access: &Claims) -> Result<Option<String>, StoreError> {
+        let ticket = match self.cache.as_deref().map(|cache| cache.lookup(access)) {
+            Some(Ok(username)) => return Ok(Some(username)),
+            Some(Err(ticket)) => ticket,
+            None => None,
+        };
         let user = access.sub;
         let mut refresh = self.refresh.clone();
         let mut blocklist = self.blocklist.clone();
@@ -314,15 +345,26 @@ impl TokenStore for RedisTokenStore {
             hmget.query_async::<(Option<String>, Option<String>, Option<String>)>(&mut refresh);
         let blocked = blocklist.exists::<_, bool>(blocked_key(user, access.jti));
         let (session, blocked) = tokio::join!(session, blocked);
-        let (sid, ajti, username) = session.map_err(classify)?;
-        let blocked = blocked.map_err(classify)?;
+        let (session, blocked) = match (session, blocked) {
+            (Ok(session), Ok(blocked)) => (session, blocked),
+            (Err(error), _) | (_, Err(error)) => {
+                // Fail closed: no remembered answer outlives a Redis that stopped answering.
+                if let Some(cache) = &self.cache {
+                    cache.forget_all();
+                }
+                return Err(classify(error));
+            }
+        };
+        let (sid, ajti, username) = session;
         let sid_matches = sid.and_then(|s| s.parse::<Uuid>().ok()) == Some(access.sid);
         let jti_matches = ajti.and_then(|j| j.parse::<Uuid>().ok()) == Some(access.jti);
-        Ok(if sid_matches && jti_matches && !blocked {
-            username
-        } else {
-            None
-        })
+        let active = sid_matches && jti_matches && !blocked;
+        if let (true, Some(username), Some(cache), Some(ticket)) =
+            (active, &username, &self.cache, ticket)
+        {
+            cache.remember(ticket, access, username);
+        }
+        Ok(if active { username } else { None })
     }
 
     async fn rotate(
@@ -334,7 +376,7 @@ impl TokenStore for RedisTokenStore {
         next_refresh: &Claims,
         reuse_is_theft: bool,
     ) -> Result<Rotation, StoreError> {
-        let reply: Vec<String> = self
+        let reply: redis::RedisResult<Vec<String>> = self
             .rotate
             .key(index_key(user_id))
             .key(refresh_key(user_id, expected_refresh))
@@ -349,8 +391,9 @@ impl TokenStore for RedisTokenStore {
             .arg(refresh_prefix(user_id))
             .arg(if reuse_is_theft { "1" } else { "0" })
             .invoke_async(&mut self.refresh.clone())
-            .await
-            .map_err(classify)?;
+            .await;
+        self.forget(user_id);
+        let reply = reply.map_err(classify)?;
         let outcome = match reply.first().map(String::as_str) {
             Some("rotated") => Rotation::Rotated,
             Some("reused") => Rotation::Reused,
@@ -370,14 +413,15 @@ impl TokenStore for RedisTokenStore {
     }
 
     async fn revoke_session(&self, user_id: Uuid, session_id: Uuid) -> Result<bool, StoreError> {
-        let reply: Vec<String> = self
+        let reply: redis::RedisResult<Vec<String>> = self
             .revoke
             .key(index_key(user_id))
             .arg(session_id.to_string())
             .arg(refresh_prefix(user_id))
             .invoke_async(&mut self.refresh.clone())
-            .await
-            .map_err(classify)?;
+            .await;
+        self.forget(user_id);
+        let reply = reply.map_err(classify)?;
         if reply.is_empty() {
             return Ok(false);
         }
@@ -387,14 +431,15 @@ impl TokenStore for RedisTokenStore {
     }
 
     async fn revoke_all(&self, user_id: Uuid, except: Option<Uuid>) -> Result<u32, StoreError> {
-        let reply: Vec<String> = self
+        let reply: redis::RedisResult<Vec<String>> = self
             .revoke_all
             .key(index_key(user_id))
             .arg(refresh_prefix(user_id))
             .arg(except.map(|sid| sid.to_string()).unwrap_or_default())
             .invoke_async(&mut self.refresh.clone())
-            .await
-            .map_err(classify)?;
+            .await;
+        self.forget(user_id);
+        let reply = reply.map_err(classify)?;
         let (sessions, tokens): (Vec<Uuid>, Vec<(String, String)>) = reply
             .chunks_exact(3)
             .map(|t| {
@@ -441,13 +486,15 @@ impl TokenStore for RedisTokenStore {
     }
 
     async fn set_username(&self, user_id: Uuid, username: &str) -> Result<(), StoreError> {
-        self.rename
+        let renamed = self
+            .rename
             .key(index_key(user_id))
             .arg(refresh_prefix(user_id))
             .arg(username)
             .invoke_async::<()>(&mut self.refresh.clone())
-            .await
-            .map_err(classify)
+            .await;
+        self.forget(user_id);
+        renamed.map_err(classify)
     }
 
     async fn login_lock(&self, keys: &[String]) -> Result<Option<Duration>, StoreError> {
