@@ -46,6 +46,11 @@ pub struct Config {
     #[arg(long, env = "BLOG_STORE_TIMEOUT", value_name = "BLOG_STORE_TIMEOUT", default_value = "2s", value_parser = parse_duration)]
     pub store_timeout: Duration,
 
+    /// On PostgreSQL: keep posts and pages read in memory, dropped when PostgreSQL
+    /// announces a change to them (`LISTEN blog_posts`).
+    #[arg(long, env = "BLOG_POST_CACHE", value_name = "BLOG_POST_CACHE", default_value_t = true, action = clap::ArgAction::Set)]
+    pub post_cache: bool,
+
     /// Address of the Prometheus metrics endpoint (`GET /metrics`); unset means off.
     #[arg(long, env = "BLOG_METRICS_ADDR", value_name = "BLOG_METRICS_ADDR")]
     pub metrics_addr: Option<SocketAddr>,

@@ -29,7 +29,7 @@ use crate::{
     grpc::BlogGrpc,
     introspect::Introspector,
     service::BlogCore,
-    store::{MIGRATIONS, PostStore, SqlPostStore},
+    store::{CachedPostStore, MIGRATIONS, PostStore, SqlPostStore},
 };
 
 /// The full names of the services this server offers, as health and reflection list them.
@@ -113,7 +113,16 @@ async fn connect_posts(config: &Config) -> anyhow::Result<Arc<dyn PostStore>> {
     )
     .await?;
     tracing::info!(backend = pool.backend(), "post database ready");
-    Ok(Arc::new(SqlPostStore::new(pool, config.store_timeout)?))
+    let postgres = matches!(pool, SqlPool::Postgres(_));
+    let store = SqlPostStore::new(pool, config.store_timeout)?;
+    match config.database_url.as_deref() {
+        Some(url) if postgres && config.post_cache => Ok(Arc::new(CachedPostStore::new(
+            store,
+            url,
+            config.store_timeout,
+        ))),
+        _ => Ok(Arc::new(store)),
+    }
 }
 
 impl pair_common::service::Service for Application {

@@ -23,6 +23,7 @@ pub async fn blog_config_on(backend: Backend, auth_url: String) -> blog_service:
         auth_url,
         auth_timeout: Duration::from_secs(2),
         store_timeout: Duration::from_secs(2),
+        post_cache: true,
         metrics_addr: None,
         cors_allowed_origins: Vec::new(),
     }

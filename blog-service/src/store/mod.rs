@@ -2,8 +2,10 @@
 //! backend, chosen once at start from the URL. Implementations hold SQL only: what is
 //! valid, how pages are cut and who may change a post is decided above the trait.
 
+mod cached;
 mod sql;
 
+pub use self::cached::{APPLICATION_NAME as CACHE_LISTENER_NAME, CachedPostStore};
 pub use self::sql::{MIGRATIONS, SqlPostStore};
 
 use async_trait::async_trait;

@@ -1,0 +1,460 @@
+//! Posts and pages kept in memory on PostgreSQL, dropped when PostgreSQL announces a
+//! change (`LISTEN blog_posts`).
+//!
+//! Every change to `posts`, whoever makes it, fires a trigger that sends the post's id on
+//! channel `blog_posts` (see the PostgreSQL migration `posts_changed`). Each instance
+//! listens on a connection of its own; a notification drops that post and every kept page.
+//! The rules that keep answers true are those of auth-service's Introspect cache:
+//!
+//! - This instance's own writes drop what they touch before they return, so a caller
+//!   reads its own writes at once. Other instances drop it once PostgreSQL's notification
+//!   arrives (sent at commit).
+//! - A read is kept only if nothing was dropped between the moment it was sent and the
+//!   moment it is stored (a generation count), so a row read before a change cannot be
+//!   kept after the change's notification.
+//! - Nothing is kept or answered unless the listening connection is confirmed: when it
+//!   fails, or stays silent for 250 ms and then does not answer `SELECT 1` within 500 ms,
+//!   everything kept is dropped until a new connection listens again. A failed read
+//!   drops everything too.
+//! - The kept posts and pages are bounded (`BUDGET` bytes of text); past it, all go.
+//!
+//! SQLite has no such notifications (another process may write the file), so the
+//! embedded backend reads the file each time.
+
+use std::{
+    collections::HashMap,
+    sync::{Arc, Mutex, MutexGuard, PoisonError, Weak},
+    time::Duration,
+};
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use sqlx::postgres::{PgConnectOptions, PgListener, PgPoolOptions};
+use uuid::Uuid;
+
+use super::PostStore;
+use crate::{
+    domain::{Post, PostChange, page::Cursor},
+    error::BlogError,
+};
+
+/// The channel the `posts_changed` trigger notifies.
+pub const CHANNEL: &str = "blog_posts";
+/// The listening connection's `application_name` in `pg_stat_activity`.
+pub const APPLICATION_NAME: &str = "blog-post-cache";
+/// Bytes of post text (title, content, author name) kept at most, posts and pages together.
+const BUDGET: usize = 24 << 20;
+const KEEPALIVE: Duration = Duration::from_millis(250);
+const KEEPALIVE_DEADLINE: Duration = Duration::from_millis(500);
+const BACKOFF: (Duration, Duration) = (Duration::from_millis(50), Duration::from_secs(1));
+
+/// A page request: author filter, cursor, limit.
+type PageKey = (Option<Uuid>, Option<(DateTime<Utc>, Uuid)>, usize);
+
+#[derive(Default)]
+struct State {
+    live: bool,
+    generation: u64,
+    bytes: usize,
+    posts: HashMap<Uuid, Post>,
+    pages: HashMap<PageKey, Vec<Post>>,
+}
+
+fn size(post: &Post) -> usize {
+    post.title.len() + post.content.len() + post.author_username.len() + 64
+}
+
+impl State {
+    fn drop_all(&mut self) {
+        self.generation += 1;
+        self.posts.clear();
+        self.pages.clear();
+        self.bytes = 0;
+    }
+
+    /// Drops `post` (if given) and every page: any change can move posts between pages.
+    fn drop_post(&mut self, post: Option<Uuid>) {
+        self.generation += 1;
+        if let Some(gone) = post.and_then(|id| self.posts.remove(&id)) {
+            self.bytes = self.bytes.saturating_sub(size(&gone));
+        }
+        let in_pages: usize = self.pages.values().flatten().map(size).sum();
+        self.pages.clear();
+        self.bytes = self.bytes.saturating_sub(in_pages);
+    }
+
+    /// Whether a read sent at `ticket` may be kept, making room for `bytes` more.
+    fn admit(&mut self, ticket: Ticket, bytes: usize) -> bool {
+        if !self.live || self.generation != ticket.0 || bytes > BUDGET / 4 {
+            return false;
+        }
+        if self.bytes + bytes > BUDGET {
+            // Dropping for room changes nothing stored, so pending reads stay valid.
+            self.posts.clear();
+            self.pages.clear();
+            self.bytes = 0;
+        }
+        self.bytes += bytes;
+        true
+    }
+}
+
+/// What a missed read hands back to `keep_*`: the generation it was sent in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Ticket(u64);
+
+/// The kept posts and pages; shared by the store and its listening task.
+#[derive(Default)]
+pub struct PostCache {
+    state: Mutex<State>,
+}
+
+impl PostCache {
+    fn state(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn post(&self, id: Uuid) -> Result<Option<Post>, Option<Ticket>> {
+        let state = self.state();
+        if !state.live {
+            return Err(None);
+        }
+        match state.posts.get(&id) {
+            Some(post) => Ok(Some(post.clone())),
+            None => Err(Some(Ticket(state.generation))),
+        }
+    }
+
+    fn keep_post(&self, ticket: Ticket, post: &Post) {
+        let mut state = self.state();
+        if state.admit(ticket, size(post))
+            && let Some(old) = state.posts.insert(post.id, post.clone())
+        {
+            state.bytes = state.bytes.saturating_sub(size(&old));
+        }
+    }
+
+    fn page(&self, key: &PageKey) -> Result<Vec<Post>, Option<Ticket>> {
+        let state = self.state();
+        if !state.live {
+            return Err(None);
+        }
+        match state.pages.get(key) {
+            Some(page) => Ok(page.clone()),
+            None => Err(Some(Ticket(state.generation))),
+        }
+    }
+
+    fn keep_page(&self, ticket: Ticket, key: PageKey, page: &[Post]) {
+        let mut state = self.state();
+        if state.admit(ticket, page.iter().map(size).sum())
+            && let Some(old) = state.pages.insert(key, page.to_vec())
+        {
+            let freed = old.iter().map(size).sum::<usize>();
+            state.bytes = state.bytes.saturating_sub(freed);
+        }
+    }
+
+    fn drop_post(&self, id: Option<Uuid>) {
+        self.state().drop_post(id);
+    }
+
+    fn drop_all(&self) {
+        self.state().drop_all();
+    }
+
+    fn set_live(&self, live: bool) {
+        let mut state = self.state();
+        state.drop_all();
+        state.live = live;
+    }
+
+    fn is_live(&self) -> bool {
+        self.state().live
+    }
+
+    /// A notification on `CHANNEL`: a post id, or anything else (`*` after a TRUNCATE)
+    /// for every post.
+    fn changed(&self, payload: &str) {
+        match payload.parse::<Uuid>() {
+            Ok(id) => self.drop_post(Some(id)),
+            Err(_) => self.drop_all(),
+        }
+    }
+}
+
+/// `PostStore` with a `PostCache` in front of the reads.
+pub struct CachedPostStore<S> {
+    inner: S,
+    cache: Arc<PostCache>,
+}
+
+impl<S: PostStore> CachedPostStore<S> {
+    /// Wraps `inner` and starts listening for changes on PostgreSQL at `url`; nothing is
+    /// kept until the first connection listens.
+    pub fn new(inner: S, url: &str, timeout: Duration) -> Self {
+        let cache = Arc::new(PostCache::default());
+        spawn_listener(url.to_owned(), Arc::downgrade(&cache), timeout);
+        Self { inner, cache }
+    }
+
+    /// Runs a read, dropping everything kept if it failed (fail closed).
+    fn checked<T>(&self, result: Result<T, BlogError>) -> Result<T, BlogError> {
+        if result.is_err() {
+            self.cache.drop_all();
+        }
+        result
+    }
+}
+
+#[async_trait]
+impl<S: PostStore> PostStore for CachedPostStore<S> {
+    async fn insert(&self, post: &Post) -> Result<(), BlogError> {
+        let result = self.inner.insert(post).await;
+        self.cache.drop_post(Some(post.id));
+        result
+    }
+
+    async fn find(&self, id: Uuid) -> Result<Option<Post>, BlogError> {
+        let ticket = match self.cache.post(id) {
+            Ok(post) => return Ok(post),
+            Err(ticket) => ticket,
+        };
+        let post = self.checked(self.inner.find(id).await)?;
+        if let (Some(ticket), Some(post)) = (ticket, &post) {
+            self.cache.keep_post(ticket, post);
+        }
+        Ok(post)
+    }
+
+    async fn list(
+        &self,
+        author_id: Option<Uuid>,
+        after: Option<Cursor>,
+        limit: usize,
+    ) -> Result<Vec<Post>, BlogError> {
+        let key = (author_id, after.map(|c| (c.create_time, c.id)), limit);
+        let ticket = match self.cache.page(&key) {
+            Ok(page) => return Ok(page),
+            Err(ticket) => ticket,
+        };
+        let page = self.checked(self.inner.list(author_id, after, limit).await)?;
+        if let Some(ticket) = ticket {
+            self.cache.keep_page(ticket, key, &page);
+        }
+        Ok(page)
+    }
+
+    async fn update_owned(
+        &self,
+        id: Uuid,
+        author_id: Uuid,
+        change: &PostChange,
+        now: DateTime<Utc>,
+    ) -> Result<Option<Post>, BlogError> {
+        let result = self.inner.update_owned(id, author_id, change, now).await;
+        self.cache.drop_post(Some(id));
+        result
+    }
+
+    async fn delete_owned(&self, id: Uuid, author_id: Uuid) -> Result<bool, BlogError> {
+        let result = self.inner.delete_owned(id, author_id).await;
+        self.cache.drop_post(Some(id));
+        result
+    }
+
+    async fn rename_author(&self, author_id: Uuid, username: &str) -> Result<u64, BlogError> {
+        let result = self.inner.rename_author(author_id, username).await;
+        // Called on every write, and usually renames nothing: only a change drops.
+        if !matches!(result, Ok(0)) {
+            self.cache.drop_all();
+        }
+        result
+    }
+
+    async fn ping(&self) -> Result<(), BlogError> {
+        self.inner.ping().await
+    }
+}
+
+fn spawn_listener(url: String, cache: Weak<PostCache>, timeout: Duration) {
+    tokio::spawn(async move {
+        let mut backoff = BACKOFF.0;
+        let mut told = false;
+        loop {
+            let error = listen(&url, &cache, timeout).await;
+            let Some(strong) = cache.upgrade() else {
+                return;
+            };
+            match error {
+                None => return,
+                Some(error) => {
+                    if strong.is_live() || !told {
+                        tracing::warn!(
+                            error = %error,
+                            "post cache off until PostgreSQL notifications are back"
+                        );
+                        told = true;
+                    }
+                    strong.set_live(false);
+                }
+            }
+            drop(strong);
+            tokio::time::sleep(backoff).await;
+            backoff = (backoff * 2).min(BACKOFF.1);
+        }
+    });
+}
+
+/// One listening connection, from connect to failure (`None` once the cache is gone).
+async fn listen(url: &str, cache: &Weak<PostCache>, timeout: Duration) -> Option<anyhow::Error> {
+    let connected = tokio::time::timeout(timeout, async {
+        let options = url
+            .parse::<PgConnectOptions>()?
+            .application_name(APPLICATION_NAME);
+        let pool = PgPoolOptions::new()
+            .max_connections(1)
+            .connect_lazy_with(options);
+        let mut listener = PgListener::connect_with(&pool).await?;
+        listener.listen(CHANNEL).await?;
+        Ok::<_, sqlx::Error>(listener)
+    })
+    .await;
+    let mut listener = match connected {
+        Ok(Ok(listener)) => listener,
+        Ok(Err(error)) => return Some(error.into()),
+        Err(_) => {
+            return Some(anyhow::anyhow!(
+                "no connection to PostgreSQL within {timeout:?}"
+            ));
+        }
+    };
+    cache.upgrade()?.set_live(true);
+    tracing::debug!("post cache on: PostgreSQL announces changes to posts");
+    loop {
+        match tokio::time::timeout(KEEPALIVE, listener.try_recv()).await {
+            Ok(Ok(Some(notification))) => cache.upgrade()?.changed(notification.payload()),
+            Ok(Ok(None)) => return Some(anyhow::anyhow!("the listening connection was lost")),
+            Ok(Err(error)) => return Some(error.into()),
+            Err(_) => {
+                cache.upgrade()?;
+                let alive = tokio::time::timeout(
+                    KEEPALIVE_DEADLINE,
+                    sqlx::query("SELECT 1").execute(&mut listener),
+                )
+                .await;
+                match alive {
+                    Ok(Ok(_)) => {}
+                    Ok(Err(error)) => return Some(error.into()),
+                    Err(_) => {
+                        return Some(anyhow::anyhow!(
+                            "PostgreSQL did not answer on the listening connection within \
+                             {KEEPALIVE_DEADLINE:?}"
+                        ));
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn post(content: &str) -> Post {
+        let now = Utc::now();
+        Post {
+            id: Uuid::now_v7(),
+            author_id: Uuid::now_v7(),
+            author_username: "ann".into(),
+            title: "t".into(),
+            content: content.into(),
+            create_time: now,
+            update_time: now,
+        }
+    }
+
+    fn live() -> PostCache {
+        let cache = PostCache::default();
+        cache.set_live(true);
+        cache
+    }
+
+    #[test]
+    fn a_read_is_kept_only_while_live_and_only_if_nothing_changed_since_it_was_sent() {
+        let cache = PostCache::default();
+        let one = post("one");
+        assert!(
+            matches!(cache.post(one.id), Err(None)),
+            "not live: no ticket"
+        );
+        cache.set_live(true);
+        let Err(Some(ticket)) = cache.post(one.id) else {
+            panic!("a miss")
+        };
+        cache.changed(&Uuid::now_v7().to_string());
+        cache.keep_post(ticket, &one);
+        assert!(
+            cache.post(one.id).is_err(),
+            "a change since the read: not kept"
+        );
+
+        let Err(Some(ticket)) = cache.post(one.id) else {
+            panic!("a miss")
+        };
+        cache.keep_post(ticket, &one);
+        assert_eq!(cache.post(one.id), Ok(Some(one.clone())));
+
+        let key: PageKey = (None, None, 21);
+        let Err(Some(ticket)) = cache.page(&key) else {
+            panic!("a miss")
+        };
+        cache.keep_page(ticket, key, std::slice::from_ref(&one));
+        assert_eq!(cache.page(&key), Ok(vec![one.clone()]));
+
+        // A change to another post drops every page but not this post.
+        cache.changed(&Uuid::now_v7().to_string());
+        assert!(cache.page(&key).is_err());
+        assert!(cache.post(one.id).is_ok());
+        // A change to this post drops it; anything else drops everything.
+        cache.changed(&one.id.to_string());
+        assert!(cache.post(one.id).is_err());
+        let Err(Some(ticket)) = cache.post(one.id) else {
+            panic!("a miss")
+        };
+        cache.keep_post(ticket, &one);
+        cache.changed("*");
+        assert!(cache.post(one.id).is_err());
+
+        let Err(Some(ticket)) = cache.post(one.id) else {
+            panic!("a miss")
+        };
+        cache.keep_post(ticket, &one);
+        cache.set_live(false);
+        assert!(matches!(cache.post(one.id), Err(None)));
+        cache.set_live(true);
+        assert!(cache.post(one.id).is_err(), "a new connection starts empty");
+    }
+
+    #[test]
+    fn the_budget_bounds_what_is_kept() {
+        let cache = live();
+        let big = "x".repeat(1 << 20);
+        let mut kept = 0;
+        for _ in 0..100 {
+            let one = post(&big);
+            let Err(Some(ticket)) = cache.post(one.id) else {
+                panic!("a miss")
+            };
+            cache.keep_post(ticket, &one);
+            kept += usize::from(cache.post(one.id).is_ok_and(|p| p.is_some()));
+        }
+        assert_eq!(kept, 100, "each post was kept when it was read");
+        let state = cache.state();
+        assert!(state.bytes <= BUDGET, "{}", state.bytes);
+        assert!(state.posts.len() < 100 && !state.posts.is_empty());
+        let counted: usize = state.posts.values().map(size).sum();
+        assert_eq!(counted, state.bytes);
+    }
+}
