@@ -23,14 +23,15 @@ use std::{sync::Arc, time::Duration};
 use anyhow::Context as _;
 use async_trait::async_trait;
 use redis::{
-    AsyncCommands as _, Client, IntoConnectionInfo as _, Script,
+    AsyncCommands as _, Client, IntoConnectionInfo as _, ProtocolVersion, RedisConnectionInfo,
+    Script,
     aio::{ConnectionManager, ConnectionManagerConfig},
 };
 use uuid::Uuid;
 
 use super::{
     sessions::{NewSession, Rotation, SessionInfo, TokenStore, login_delay},
-    tracked::{IntrospectCache, spawn_tracking, tracking_client},
+    tracked::{IntrospectCache, spawn_tracking},
 };
 use crate::{
     error::StoreError,
@@ -179,6 +180,19 @@ fn classify(error: redis::RedisError) -> StoreError {
     }
 }
 
+/// A client for `url`, its connection settings changed by `adjust`.
+fn client(
+    url: &str,
+    adjust: impl FnOnce(RedisConnectionInfo) -> RedisConnectionInfo,
+) -> anyhow::Result<Client> {
+    let info = url
+        .into_connection_info()
+        .context("AUTH_REDIS_URL is not a valid Redis URL")?;
+    let settings = adjust(info.redis_settings().clone());
+    Client::open(info.set_redis_settings(settings))
+        .context("AUTH_REDIS_URL is not a valid Redis URL")
+}
+
 fn ms(duration: Duration) -> u64 {
     u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
 }
@@ -197,12 +211,7 @@ impl RedisTokenStore {
         cache_answers: bool,
     ) -> anyhow::Result<Self> {
         let manager = |db: u8| async move {
-            let info = url
-                .into_connection_info()
-                .context("AUTH_REDIS_URL is not a valid Redis URL")?;
-            let settings = info.redis_settings().clone().set_db(i64::from(db));
-            let client = Client::open(info.set_redis_settings(settings))
-                .context("AUTH_REDIS_URL is not a valid Redis URL")?;
+            let client = client(url, |settings| settings.set_db(i64::from(db)))?;
             let config = ConnectionManagerConfig::new()
                 .set_connection_timeout(Some(timeout))
                 .set_response_timeout(Some(timeout))
@@ -222,7 +231,11 @@ impl RedisTokenStore {
             rename: Script::new(RENAME),
             cache: if cache_answers {
                 let cache = Arc::new(IntrospectCache::default());
-                spawn_tracking(tracking_client(url)?, TRACKED_PREFIXES, &cache, timeout);
+                // RESP3, so that Redis's pushes share the connection.
+                let tracking = client(url, |settings| {
+                    settings.set_protocol(ProtocolVersion::RESP3)
+                })?;
+                spawn_tracking(tracking, TRACKED_PREFIXES, &cache, timeout);
                 Some(cache)
             } else {
                 None

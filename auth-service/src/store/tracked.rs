@@ -28,7 +28,7 @@ use std::{
     time::Duration,
 };
 
-use redis::{AsyncConnectionConfig, Client, ProtocolVersion, PushInfo, PushKind, Value};
+use redis::{AsyncConnectionConfig, Client, PushInfo, PushKind, Value};
 use uuid::Uuid;
 
 use crate::tokens::Claims;
@@ -333,21 +333,6 @@ async fn track(
             }
         }
     }
-}
-
-/// The client for a tracking connection to `url`: RESP3, so that pushes share it.
-pub fn tracking_client(url: &str) -> anyhow::Result<Client> {
-    use anyhow::Context as _;
-    use redis::IntoConnectionInfo as _;
-    let info = url
-        .into_connection_info()
-        .context("AUTH_REDIS_URL is not a valid Redis URL")?;
-    let settings = info
-        .redis_settings()
-        .clone()
-        .set_protocol(ProtocolVersion::RESP3);
-    Client::open(info.set_redis_settings(settings))
-        .context("AUTH_REDIS_URL is not a valid Redis URL")
 }
 
 #[cfg(test)]

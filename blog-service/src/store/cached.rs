@@ -55,7 +55,9 @@ type PageKey = (Option<Uuid>, Option<(DateTime<Utc>, Uuid)>, usize);
 struct State {
     live: bool,
     generation: u64,
-    bytes: usize,
+    /// Sizes of what `posts` and `pages` hold.
+    post_bytes: usize,
+    page_bytes: usize,
     posts: HashMap<Uuid, Post>,
     pages: HashMap<PageKey, Vec<Post>>,
 }
@@ -64,23 +66,31 @@ fn size(post: &Post) -> usize {
     post.title.len() + post.content.len() + post.author_username.len() + 64
 }
 
+fn page_size(page: &[Post]) -> usize {
+    page.iter().map(size).sum()
+}
+
 impl State {
-    fn drop_all(&mut self) {
-        self.generation += 1;
+    fn clear(&mut self) {
         self.posts.clear();
         self.pages.clear();
-        self.bytes = 0;
+        self.post_bytes = 0;
+        self.page_bytes = 0;
+    }
+
+    fn drop_all(&mut self) {
+        self.generation += 1;
+        self.clear();
     }
 
     /// Drops `post` (if given) and every page: any change can move posts between pages.
     fn drop_post(&mut self, post: Option<Uuid>) {
         self.generation += 1;
         if let Some(gone) = post.and_then(|id| self.posts.remove(&id)) {
-            self.bytes = self.bytes.saturating_sub(size(&gone));
+            self.post_bytes -= size(&gone);
         }
-        let in_pages: usize = self.pages.values().flatten().map(size).sum();
         self.pages.clear();
-        self.bytes = self.bytes.saturating_sub(in_pages);
+        self.page_bytes = 0;
     }
 
     /// Whether a read sent at `ticket` may be kept, making room for `bytes` more.
@@ -88,13 +98,10 @@ impl State {
         if !self.live || self.generation != ticket.0 || bytes > BUDGET / 4 {
             return false;
         }
-        if self.bytes + bytes > BUDGET {
+        if self.post_bytes + self.page_bytes + bytes > BUDGET {
             // Dropping for room changes nothing stored, so pending reads stay valid.
-            self.posts.clear();
-            self.pages.clear();
-            self.bytes = 0;
+            self.clear();
         }
-        self.bytes += bytes;
         true
     }
 }
@@ -127,10 +134,11 @@ impl PostCache {
 
     fn keep_post(&self, ticket: Ticket, post: &Post) {
         let mut state = self.state();
-        if state.admit(ticket, size(post))
-            && let Some(old) = state.posts.insert(post.id, post.clone())
-        {
-            state.bytes = state.bytes.saturating_sub(size(&old));
+        if state.admit(ticket, size(post)) {
+            state.post_bytes += size(post);
+            if let Some(old) = state.posts.insert(post.id, post.clone()) {
+                state.post_bytes -= size(&old);
+            }
         }
     }
 
@@ -147,11 +155,11 @@ impl PostCache {
 
     fn keep_page(&self, ticket: Ticket, key: PageKey, page: &[Post]) {
         let mut state = self.state();
-        if state.admit(ticket, page.iter().map(size).sum())
-            && let Some(old) = state.pages.insert(key, page.to_vec())
-        {
-            let freed = old.iter().map(size).sum::<usize>();
-            state.bytes = state.bytes.saturating_sub(freed);
+        if state.admit(ticket, page_size(page)) {
+            state.page_bytes += page_size(page);
+            if let Some(old) = state.pages.insert(key, page.to_vec()) {
+                state.page_bytes -= page_size(&old);
+            }
         }
     }
 
@@ -452,9 +460,9 @@ mod tests {
         }
         assert_eq!(kept, 100, "each post was kept when it was read");
         let state = cache.state();
-        assert!(state.bytes <= BUDGET, "{}", state.bytes);
+        assert!(state.post_bytes <= BUDGET, "{}", state.post_bytes);
         assert!(state.posts.len() < 100 && !state.posts.is_empty());
         let counted: usize = state.posts.values().map(size).sum();
-        assert_eq!(counted, state.bytes);
+        assert_eq!(counted, state.post_bytes);
     }
 }
