@@ -16,17 +16,18 @@ use tokio::sync::watch;
 #[command(name = "auth-blog", version, about)]
 struct Cli {}
 
-#[tokio::main]
-async fn main() -> ExitCode {
+fn main() -> ExitCode {
     let _ = Cli::parse();
-    pair_common::telemetry::init();
-    match run().await {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(error) => {
-            eprintln!("auth-blog: {error:#}");
-            ExitCode::FAILURE
+    pair_common::runtime::block_on("auth-blog", async {
+        pair_common::telemetry::init();
+        match run().await {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(error) => {
+                eprintln!("auth-blog: {error:#}");
+                ExitCode::FAILURE
+            }
         }
-    }
+    })
 }
 
 async fn run() -> anyhow::Result<()> {

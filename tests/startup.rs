@@ -187,6 +187,11 @@ async fn bad_settings_stop_the_start_with_one_line_naming_the_variable() {
             ("AUTH_LISTEN_ADDR", format!("127.0.0.1:{}", free_port())),
             "AUTH_DATABASE_URL",
         ),
+        (
+            &dir,
+            ("TOKIO_WORKER_THREADS", "0".into()),
+            "TOKIO_WORKER_THREADS",
+        ),
     ];
     for (cwd, setting, named) in cases {
         let env = [

@@ -1,6 +1,8 @@
 //! auth-service: see `auth-service --help`; `auth-service healthcheck` probes a running one.
 
-#[tokio::main]
-async fn main() -> std::process::ExitCode {
-    pair_common::service::main::<auth_service::Application>().await
+fn main() -> std::process::ExitCode {
+    pair_common::runtime::block_on(
+        "auth-service",
+        pair_common::service::main::<auth_service::Application>(),
+    )
 }

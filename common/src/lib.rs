@@ -7,6 +7,7 @@ pub mod grpc;
 pub mod health;
 pub mod metrics;
 pub mod observe;
+pub mod runtime;
 pub mod service;
 pub mod shutdown;
 pub mod sql;
