@@ -22,7 +22,15 @@
 # service logs). Any unexpected error fails the soak: the script goes on with the next
 # backend, then exits 1 naming the backends that failed.
 #
-# Environment: QUICK=1, BACKENDS ("embedded postgres"), PGHOST/PGPORT/PGUSER
+# Threads: each service runs SERVICE_THREADS Tokio workers (TOKIO_WORKER_THREADS; default
+# 1) and loadgen LOADGEN_THREADS (default 1), so that loadgen and the service under test
+# each have a core of this 2-core machine, as `cpus: 1` containers would. With Tokio's
+# default (a worker per core, SERVICE_THREADS=default) the processes together run more
+# busy threads than there are cores, and a thread that loses its core waits for the
+# scheduler's next 4 ms tick: BENCHMARKS.md shows what that does to p99.
+#
+# Environment: QUICK=1, BACKENDS ("embedded postgres"), SERVICE_THREADS (1, or default),
+# LOADGEN_THREADS (1), PGHOST/PGPORT/PGUSER
 # (127.0.0.1/5432/postgres), BENCH_REDIS_URL (redis://127.0.0.1:6379), KEEP_DB=1 (keep
 # the bench databases), BENCH_RUST_LOG (warn), LOADGEN_ARGS (extra loadgen flags),
 # SOAK (unset, 1 or only), SOAK_CONCURRENCY (64), SOAK_DURATION (60s; QUICK: 10s),
@@ -53,6 +61,21 @@ else
   WARMUP=2s DURATION=10s SEED_USERS=200 SEED_POSTS=10000 LOADGEN_LIMIT=1200
   SOAK_DURATION="${SOAK_DURATION:-60s}" SOAK_SEED_POSTS=2000
 fi
+SERVICE_THREADS="${SERVICE_THREADS:-1}"
+LOADGEN_THREADS="${LOADGEN_THREADS:-1}"
+if [[ "$SERVICE_THREADS" == default ]]; then
+  THREADS_ENV=()
+elif [[ "$SERVICE_THREADS" =~ ^[1-9][0-9]*$ ]]; then
+  THREADS_ENV=(TOKIO_WORKER_THREADS="$SERVICE_THREADS")
+else
+  printf 'SERVICE_THREADS must be a positive whole number or default, not `%s`\n' "$SERVICE_THREADS" >&2
+  exit 2
+fi
+[[ "$LOADGEN_THREADS" =~ ^[1-9][0-9]*$ ]] || {
+  printf 'LOADGEN_THREADS must be a positive whole number, not `%s`\n' "$LOADGEN_THREADS" >&2
+  exit 2
+}
+EXTRA_ARGS=(--threads "$LOADGEN_THREADS" "${EXTRA_ARGS[@]}")
 CONCURRENCY=32
 HIGH_CONCURRENCY=256
 SOAK_CONCURRENCY="${SOAK_CONCURRENCY:-64}"
@@ -153,7 +176,7 @@ start_pair() {
   done
   local secret
   secret="$(head -c 48 /dev/urandom | base64 | tr -d '\n')"
-  local common=(PATH="$PATH" HOME="$HOME" RUST_LOG="$LOG_FILTER" "$@")
+  local common=(PATH="$PATH" HOME="$HOME" RUST_LOG="$LOG_FILTER" "${THREADS_ENV[@]}" "$@")
   mkdir -p "$workdir"
   (cd "$workdir" && exec env -i "${common[@]}" \
     AUTH_LISTEN_ADDR="127.0.0.1:$auth_port" \
@@ -215,9 +238,9 @@ bench() {
 
   local out="$RESULTS/$backend.json"
   {
-    printf '{"backend": "%s", "quick": %s, "git_commit": "%s",\n' "$backend" \
-      "$([[ "${QUICK:-0}" == 1 ]] && echo true || echo false)" \
-      "$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)"
+    printf '{"backend": "%s", "quick": %s, "git_commit": "%s", "service_threads": "%s",\n' \
+      "$backend" "$([[ "${QUICK:-0}" == 1 ]] && echo true || echo false)" \
+      "$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)" "$SERVICE_THREADS"
     printf '"memory_kb": {"hwm_reset_before_256": %s,\n' "$reset"
     local name values
     for name in auth_after_all blog_after_all auth_after_high blog_after_high; do

@@ -53,10 +53,20 @@ const HASH_SAMPLES: usize = 10;
 /// The exit status when a soak saw unexpected errors (1 is loadgen failing to run).
 const EXIT_UNEXPECTED_ERRORS: u8 = 2;
 
-#[tokio::main]
-async fn main() -> ExitCode {
+fn main() -> ExitCode {
     let args = Args::parse();
-    match run(args).await {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(args.threads)
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("loadgen: cannot start the Tokio runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(args)) {
         Ok(0) => ExitCode::SUCCESS,
         Ok(unexpected) => {
             eprintln!("loadgen: FAILED: the soak saw {unexpected} unexpected error(s)");
@@ -86,6 +96,7 @@ struct Config {
     blog_url: String,
     concurrency: usize,
     connections: usize,
+    threads: usize,
     warmup_s: f64,
     duration_s: f64,
     login_concurrency: usize,
@@ -177,10 +188,11 @@ async fn run(args: Args) -> anyhow::Result<u64> {
     };
     let names: Vec<&str> = selected.iter().map(|s| s.name()).collect();
     eprintln!(
-        "loadgen run {run_id}: {} | {} in flight over {} connection(s), {:?} warm-up + {:?} each",
+        "loadgen run {run_id}: {} | {} in flight over {} connection(s), {} thread(s), {:?} warm-up + {:?} each",
         names.join(", "),
         args.concurrency,
         args.connections,
+        args.threads,
         args.warmup,
         args.duration,
     );
@@ -273,6 +285,7 @@ async fn run(args: Args) -> anyhow::Result<u64> {
                 blog_url: args.blog_url.clone(),
                 concurrency: args.concurrency,
                 connections: args.connections,
+                threads: args.threads,
                 warmup_s: args.warmup.as_secs_f64(),
                 duration_s: args.duration.as_secs_f64(),
                 login_concurrency: args.login_concurrency,
