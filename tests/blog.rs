@@ -971,3 +971,95 @@ async fn two_instances_on_one_database_see_each_others_writes_despite_the_post_c
     b.stop().await;
     auth_server.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_instances_on_one_sqlite_file_see_each_others_writes_despite_the_post_cache() {
+    use sqlx::{Connection as _, Executor as _};
+    let auth_server = spawn_auth_on(Backend::Embedded).await;
+    let config = blog_config_on(Backend::Embedded, auth_server.url()).await;
+    let url = config.database_url.clone().expect("a database");
+    let (a, b) = (start_blog(config.clone()).await, start_blog(config).await);
+    let (mut on_a, mut on_b) = (blog_client(&a).await, blog_client(&b).await);
+    let mut auth = auth_client(&auth_server).await;
+    let (_, tokens) = register_and_login(&mut auth, "filecacher").await;
+    let token = tokens.access_token;
+    let post = create_post(&mut on_a, &token, "first title").await;
+    for _ in 0..3 {
+        assert_eq!(
+            get_post(&mut on_b, &post.id).await.expect("get").title,
+            "first title"
+        );
+        list_posts(&mut on_b, 5, "", None).await.expect("list");
+    }
+
+    // An update through A: A reads its own write at once, B at its next check.
+    get_post(&mut on_a, &post.id).await.expect("get");
+    on_a.update_post(authed(&token, update(&post.id, Some("second title"), None)))
+        .await
+        .expect("update");
+    assert_eq!(
+        get_post(&mut on_a, &post.id).await.expect("get").title,
+        "second title",
+        "the instance that wrote reads its write at once"
+    );
+    let update_seen = get_until(&mut on_b, &post.id, "B sees A's update", |p| {
+        p.is_some_and(|p| p.title == "second title")
+    })
+    .await;
+
+    // A new post through A appears on B's first page.
+    let newer = create_post(&mut on_a, &token, "newer").await;
+    let started = Instant::now();
+    loop {
+        let page = list_posts(&mut on_b, 5, "", None).await.expect("list");
+        if ids(&page.posts) == [newer.id.clone(), post.id.clone()] {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(2),
+            "B lists A's new post"
+        );
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    let insert_seen = started.elapsed();
+
+    // A change made by another connection to the file (as another process would).
+    get_until(&mut on_b, &post.id, "B reads the post", |p| p.is_some()).await;
+    let mut conn = sqlx::SqliteConnection::connect(&url)
+        .await
+        .expect("connect");
+    let changed = conn
+        .execute("UPDATE posts SET title = 'edited in SQL' WHERE title = 'second title'")
+        .await
+        .expect("sql")
+        .rows_affected();
+    assert_eq!(changed, 1);
+    conn.close().await.expect("close");
+    let sql_seen = get_until(&mut on_b, &post.id, "B sees a change made in SQL", |p| {
+        p.is_some_and(|p| p.title == "edited in SQL")
+    })
+    .await;
+
+    // A delete through A.
+    get_until(&mut on_b, &newer.id, "B reads the newer post", |p| {
+        p.is_some()
+    })
+    .await;
+    on_a.delete_post(authed(&token, delete(&newer.id)))
+        .await
+        .expect("delete");
+    assert_eq!(
+        code(get_post(&mut on_a, &newer.id).await),
+        Code::NotFound,
+        "A sees its own delete at once"
+    );
+    let delete_seen = get_until(&mut on_b, &newer.id, "B sees A's delete", |p| p.is_none()).await;
+    println!(
+        "post cache on SQLite: B saw A's update after {update_seen:?}, A's new post after \
+         {insert_seen:?}, an edit by another connection after {sql_seen:?}, A's delete \
+         after {delete_seen:?}"
+    );
+    a.stop().await;
+    b.stop().await;
+    auth_server.stop().await;
+}

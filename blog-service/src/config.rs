@@ -46,8 +46,9 @@ pub struct Config {
     #[arg(long, env = "BLOG_STORE_TIMEOUT", value_name = "BLOG_STORE_TIMEOUT", default_value = "2s", value_parser = parse_duration)]
     pub store_timeout: Duration,
 
-    /// On PostgreSQL: keep posts and pages read in memory, dropped when PostgreSQL
-    /// announces a change to them (`LISTEN blog_posts`).
+    /// Keep posts and pages read in memory, dropped when the database says they changed:
+    /// on PostgreSQL when it announces a change (`LISTEN blog_posts`), on a SQLite file
+    /// when its data version moves (checked every 25 ms).
     #[arg(long, env = "BLOG_POST_CACHE", value_name = "BLOG_POST_CACHE", default_value_t = true, action = clap::ArgAction::Set)]
     pub post_cache: bool,
 

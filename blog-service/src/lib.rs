@@ -13,7 +13,7 @@ pub mod introspect;
 pub mod service;
 pub mod store;
 
-use std::{future::Future, net::SocketAddr, sync::Arc};
+use std::{future::Future, net::SocketAddr, path::Path, sync::Arc};
 
 use pair_common::{
     grpc::{MetricsSetup, PreparedServer, ServerSetup},
@@ -114,13 +114,23 @@ async fn connect_posts(config: &Config) -> anyhow::Result<Arc<dyn PostStore>> {
     .await?;
     tracing::info!(backend = pool.backend(), "post database ready");
     let postgres = matches!(pool, SqlPool::Postgres(_));
+    let sqlite_file = pool.sqlite_file().map(Path::to_owned);
     let store = SqlPostStore::new(pool, config.store_timeout)?;
-    match config.database_url.as_deref() {
-        Some(url) if postgres && config.post_cache => Ok(Arc::new(CachedPostStore::new(
+    if !config.post_cache {
+        return Ok(Arc::new(store));
+    }
+    match (config.database_url.as_deref(), sqlite_file) {
+        (Some(url), _) if postgres => Ok(Arc::new(CachedPostStore::postgres(
             store,
             url,
             config.store_timeout,
         ))),
+        (_, Some(file)) => Ok(Arc::new(CachedPostStore::sqlite(
+            store,
+            &file,
+            config.store_timeout,
+        )?)),
+        // An in-memory SQLite database: no file to watch, so nothing is kept.
         _ => Ok(Arc::new(store)),
     }
 }

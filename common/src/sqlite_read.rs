@@ -19,7 +19,7 @@ use std::{
 use anyhow::Context as _;
 use tokio::sync::oneshot;
 
-pub use rusqlite::{Connection, Error, Row, Rows, params, types::Type};
+pub use rusqlite::{Connection, Error, OpenFlags, Row, Rows, params, types::Type};
 
 type Job = Box<dyn FnOnce(&Connection) + Send>;
 

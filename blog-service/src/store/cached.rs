@@ -1,36 +1,43 @@
-//! Posts and pages kept in memory on PostgreSQL, dropped when PostgreSQL announces a
-//! change (`LISTEN blog_posts`).
+//! Posts and pages kept in memory, dropped when the database says they changed.
 //!
-//! Every change to `posts`, whoever makes it, fires a trigger that sends the post's id on
-//! channel `blog_posts` (see the PostgreSQL migration `posts_changed`). Each instance
-//! listens on a connection of its own; a notification drops that post and every kept page.
+//! - **PostgreSQL** (`LISTEN blog_posts`): every change to `posts`, whoever makes it,
+//!   fires a trigger that sends the post's id on channel `blog_posts` (see the PostgreSQL
+//!   migration `posts_changed`). Each instance listens on a connection of its own; a
+//!   notification drops that post and every kept page.
+//! - **SQLite** (`PRAGMA data_version`): another process may write the same file, and
+//!   SQLite tells no one. A thread of its own asks the file's data version every
+//!   `WATCH_INTERVAL` (it moves on any commit by another connection, ours included) and
+//!   drops everything when it moved. Kept answers are served only while the last such
+//!   check started less than `WATCH_FRESH_FOR` ago, so a stalled watcher cannot keep an
+//!   answer alive.
+//!
 //! The rules that keep answers true are those of auth-service's Introspect cache:
 //!
 //! - This instance's own writes drop what they touch before they return, so a caller
-//!   reads its own writes at once. Other instances drop it once PostgreSQL's notification
-//!   arrives (sent at commit).
+//!   reads its own writes at once. Other writers' changes are dropped once PostgreSQL's
+//!   notification arrives (sent at commit), or at the next SQLite check.
 //! - A read is kept only if nothing was dropped between the moment it was sent and the
 //!   moment it is stored (a generation count), so a row read before a change cannot be
 //!   kept after the change's notification.
-//! - Nothing is kept or answered unless the listening connection is confirmed: when it
-//!   fails, or stays silent for 250 ms and then does not answer `SELECT 1` within 500 ms,
-//!   everything kept is dropped until a new connection listens again. A failed read
-//!   drops everything too.
+//! - Nothing is kept or answered unless the source of changes is confirmed: when the
+//!   listening connection fails, or stays silent for 250 ms and then does not answer
+//!   `SELECT 1` within 500 ms, or the SQLite check fails, everything kept is dropped until
+//!   it works again. A failed read drops everything too.
 //! - The kept posts and pages are bounded (`BUDGET` bytes of text); past it, all go.
-//!
-//! SQLite has no such notifications (another process may write the file), so the
-//! embedded backend reads the file each time.
 
 use std::{
     collections::HashMap,
+    path::Path,
     sync::{Arc, Mutex, MutexGuard, PoisonError, Weak},
-    time::Duration,
+    time::{Duration, Instant},
 };
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use sqlx::postgres::{PgConnectOptions, PgListener, PgPoolOptions};
 use uuid::Uuid;
+
+use pair_common::sqlite_read::{Connection, OpenFlags};
 
 use super::PostStore;
 use crate::{
@@ -47,6 +54,12 @@ const BUDGET: usize = 24 << 20;
 const KEEPALIVE: Duration = Duration::from_millis(250);
 const KEEPALIVE_DEADLINE: Duration = Duration::from_millis(500);
 const BACKOFF: (Duration, Duration) = (Duration::from_millis(50), Duration::from_secs(1));
+/// How often the SQLite watcher asks for the file's data version.
+const WATCH_INTERVAL: Duration = Duration::from_millis(25);
+/// How long after a SQLite check began its answer still vouches for what is kept.
+const WATCH_FRESH_FOR: Duration = Duration::from_millis(100);
+/// The SQLite watcher thread's name.
+pub const WATCHER_THREAD: &str = "blog-post-cache";
 
 /// A page request: author filter, cursor, limit.
 type PageKey = (Option<Uuid>, Option<(DateTime<Utc>, Uuid)>, usize);
@@ -54,6 +67,8 @@ type PageKey = (Option<Uuid>, Option<(DateTime<Utc>, Uuid)>, usize);
 #[derive(Default)]
 struct State {
     live: bool,
+    /// SQLite: kept answers are served until then (the last check's start + fresh-for).
+    fresh_until: Option<Instant>,
     generation: u64,
     /// Sizes of what `posts` and `pages` hold.
     post_bytes: usize,
@@ -93,9 +108,14 @@ impl State {
         self.page_bytes = 0;
     }
 
+    /// Whether kept answers may be served (and reads kept) now.
+    fn serving(&self) -> bool {
+        self.live && self.fresh_until.is_none_or(|until| Instant::now() < until)
+    }
+
     /// Whether a read sent at `ticket` may be kept, making room for `bytes` more.
     fn admit(&mut self, ticket: Ticket, bytes: usize) -> bool {
-        if !self.live || self.generation != ticket.0 || bytes > BUDGET / 4 {
+        if !self.serving() || self.generation != ticket.0 || bytes > BUDGET / 4 {
             return false;
         }
         if self.post_bytes + self.page_bytes + bytes > BUDGET {
@@ -123,7 +143,7 @@ impl PostCache {
 
     fn post(&self, id: Uuid) -> Result<Option<Post>, Option<Ticket>> {
         let state = self.state();
-        if !state.live {
+        if !state.serving() {
             return Err(None);
         }
         match state.posts.get(&id) {
@@ -144,7 +164,7 @@ impl PostCache {
 
     fn page(&self, key: &PageKey) -> Result<Vec<Post>, Option<Ticket>> {
         let state = self.state();
-        if !state.live {
+        if !state.serving() {
             return Err(None);
         }
         match state.pages.get(key) {
@@ -177,6 +197,11 @@ impl PostCache {
         state.live = live;
     }
 
+    /// SQLite: a check that began at `started` found nothing new (or dropped it).
+    fn confirm(&self, started: Instant) {
+        self.state().fresh_until = Some(started + WATCH_FRESH_FOR);
+    }
+
     fn is_live(&self) -> bool {
         self.state().live
     }
@@ -200,10 +225,22 @@ pub struct CachedPostStore<S> {
 impl<S: PostStore> CachedPostStore<S> {
     /// Wraps `inner` and starts listening for changes on PostgreSQL at `url`; nothing is
     /// kept until the first connection listens.
-    pub fn new(inner: S, url: &str, timeout: Duration) -> Self {
+    pub fn postgres(inner: S, url: &str, timeout: Duration) -> Self {
         let cache = Arc::new(PostCache::default());
         spawn_listener(url.to_owned(), Arc::downgrade(&cache), timeout);
         Self { inner, cache }
+    }
+
+    /// Wraps `inner` and starts the thread that watches the SQLite `file` for commits;
+    /// nothing is kept until its first check. `busy_timeout` bounds a check's wait for a
+    /// lock.
+    pub fn sqlite(inner: S, file: &Path, busy_timeout: Duration) -> anyhow::Result<Self> {
+        let cache = Arc::new(PostCache::default());
+        let (file, watched) = (file.to_owned(), Arc::downgrade(&cache));
+        std::thread::Builder::new()
+            .name(WATCHER_THREAD.to_owned())
+            .spawn(move || watch_sqlite(&file, &watched, busy_timeout))?;
+        Ok(Self { inner, cache })
     }
 
     /// Runs a read, dropping everything kept if it failed (fail closed).
@@ -366,6 +403,73 @@ async fn listen(url: &str, cache: &Weak<PostCache>, timeout: Duration) -> Option
     }
 }
 
+/// The SQLite watcher thread: checks until the cache is gone, backing off after failures.
+fn watch_sqlite(file: &Path, cache: &Weak<PostCache>, busy_timeout: Duration) {
+    let mut backoff = BACKOFF.0;
+    let mut told = false;
+    loop {
+        let error = watch_file(file, cache, busy_timeout);
+        let (Some(strong), Some(error)) = (cache.upgrade(), error) else {
+            return;
+        };
+        if strong.is_live() {
+            backoff = BACKOFF.0;
+        }
+        if strong.is_live() || !told {
+            tracing::warn!(error = %error, "post cache off until SQLite answers again");
+            told = true;
+        }
+        strong.set_live(false);
+        drop(strong);
+        std::thread::sleep(backoff);
+        backoff = (backoff * 2).min(BACKOFF.1);
+    }
+}
+
+/// One read-only connection asking `PRAGMA data_version` every `WATCH_INTERVAL`, from
+/// open to failure (`None` once the cache is gone).
+fn watch_file(
+    file: &Path,
+    cache: &Weak<PostCache>,
+    busy_timeout: Duration,
+) -> Option<anyhow::Error> {
+    let opened = Connection::open_with_flags(
+        file,
+        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )
+    .and_then(|conn| conn.busy_timeout(busy_timeout).map(|()| conn));
+    let conn = match opened {
+        Ok(conn) => conn,
+        Err(error) => return Some(error.into()),
+    };
+    let data_version = || conn.query_row("PRAGMA data_version", [], |row| row.get::<_, i64>(0));
+    let mut started = Instant::now();
+    let mut seen = match data_version() {
+        Ok(version) => version,
+        Err(error) => return Some(error.into()),
+    };
+    {
+        let cache = cache.upgrade()?;
+        cache.set_live(true);
+        cache.confirm(started);
+    }
+    tracing::debug!("post cache on: watching the SQLite file for commits");
+    loop {
+        std::thread::sleep(WATCH_INTERVAL);
+        started = Instant::now();
+        let version = match data_version() {
+            Ok(version) => version,
+            Err(error) => return Some(error.into()),
+        };
+        let cache = cache.upgrade()?;
+        if version != seen {
+            cache.drop_all();
+            seen = version;
+        }
+        cache.confirm(started);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -464,5 +568,168 @@ mod tests {
         assert!(state.posts.len() < 100 && !state.posts.is_empty());
         let counted: usize = state.posts.values().map(size).sum();
         assert_eq!(counted, state.post_bytes);
+    }
+
+    #[test]
+    fn nothing_kept_is_served_once_the_last_check_is_too_old() {
+        let cache = live();
+        let one = post("one");
+        cache.confirm(Instant::now());
+        let Err(Some(ticket)) = cache.post(one.id) else {
+            panic!("a miss")
+        };
+        cache.keep_post(ticket, &one);
+        assert_eq!(cache.post(one.id), Ok(Some(one.clone())));
+        let stale = Instant::now() - WATCH_FRESH_FOR - Duration::from_millis(1);
+        cache.confirm(stale);
+        assert!(matches!(cache.post(one.id), Err(None)), "not served");
+        let key: PageKey = (None, None, 20);
+        assert!(matches!(cache.page(&key), Err(None)), "no ticket either");
+        // A read sent while fresh is not kept once the checks have lapsed.
+        cache.confirm(Instant::now());
+        let Err(Some(ticket)) = cache.page(&key) else {
+            panic!("a miss")
+        };
+        cache.confirm(stale);
+        cache.keep_page(ticket, key, std::slice::from_ref(&one));
+        cache.confirm(Instant::now());
+        assert!(cache.page(&key).is_err(), "not kept");
+        assert_eq!(
+            cache.post(one.id),
+            Ok(Some(one)),
+            "a check that passes serves again"
+        );
+    }
+
+    /// The real SQLite store, counting the reads that reach it.
+    struct Counting {
+        inner: crate::store::SqlPostStore,
+        reads: std::sync::atomic::AtomicUsize,
+    }
+
+    impl Counting {
+        fn reads(&self) -> usize {
+            self.reads.load(std::sync::atomic::Ordering::SeqCst)
+        }
+
+        fn count(&self) {
+            self.reads.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        }
+    }
+
+    #[async_trait]
+    impl PostStore for Counting {
+        async fn insert(&self, post: &Post) -> Result<(), BlogError> {
+            self.inner.insert(post).await
+        }
+        async fn find(&self, id: Uuid) -> Result<Option<Post>, BlogError> {
+            self.count();
+            self.inner.find(id).await
+        }
+        async fn list(
+            &self,
+            author_id: Option<Uuid>,
+            after: Option<Cursor>,
+            limit: usize,
+        ) -> Result<Vec<Post>, BlogError> {
+            self.count();
+            self.inner.list(author_id, after, limit).await
+        }
+        async fn update_owned(
+            &self,
+            id: Uuid,
+            author_id: Uuid,
+            change: &PostChange,
+            now: DateTime<Utc>,
+        ) -> Result<Option<Post>, BlogError> {
+            self.inner.update_owned(id, author_id, change, now).await
+        }
+        async fn delete_owned(&self, id: Uuid, author_id: Uuid) -> Result<bool, BlogError> {
+            self.inner.delete_owned(id, author_id).await
+        }
+        async fn rename_author(&self, author_id: Uuid, username: &str) -> Result<u64, BlogError> {
+            self.inner.rename_author(author_id, username).await
+        }
+        async fn ping(&self) -> Result<(), BlogError> {
+            self.inner.ping().await
+        }
+    }
+
+    async fn wait_until(what: &str, done: impl Fn() -> bool) -> Duration {
+        let started = Instant::now();
+        while !done() {
+            assert!(
+                started.elapsed() < Duration::from_secs(3),
+                "{what} within 3s"
+            );
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        started.elapsed()
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn on_sqlite_reads_come_from_memory_until_another_connection_commits() {
+        let dir = std::env::temp_dir().join(format!("blog-cache-{}", Uuid::now_v7().simple()));
+        std::fs::create_dir_all(&dir).expect("a temp dir");
+        let file = dir.join("blog.db");
+        let url = format!("sqlite://{}", file.display());
+        let timeout = Duration::from_millis(200);
+        let pool = pair_common::sql::SqlPool::connect(
+            Some(&url),
+            "blog.db",
+            "BLOG_DATABASE_URL",
+            timeout,
+            &crate::store::MIGRATIONS,
+        )
+        .await
+        .expect("SQLite opens");
+        let inner = Counting {
+            inner: crate::store::SqlPostStore::new(pool, timeout).expect("the store"),
+            reads: 0.into(),
+        };
+        let store = CachedPostStore::sqlite(inner, &file, timeout).expect("the watcher starts");
+        wait_until("the first check", || store.cache.is_live()).await;
+
+        let mut one = post("one");
+        one.create_time = crate::domain::now();
+        one.update_time = one.create_time;
+        store.insert(&one).await.expect("insert");
+        let reads = store.inner.reads();
+        for _ in 0..5 {
+            let found = store.find(one.id).await.expect("find").expect("the post");
+            assert_eq!(found.content, "one");
+            assert_eq!(store.list(None, None, 20).await.expect("list").len(), 1);
+        }
+        assert_eq!(store.inner.reads(), reads + 2, "one read each, then memory");
+
+        // Another connection commits (as another process would): seen at the next check.
+        let other = Connection::open(&file).expect("SQLite opens");
+        other
+            .execute("UPDATE posts SET content = 'edited elsewhere'", [])
+            .expect("the edit");
+        let started = Instant::now();
+        loop {
+            let found = store.find(one.id).await.expect("find").expect("the post");
+            if found.content == "edited elsewhere" {
+                break;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(3),
+                "the edit is seen"
+            );
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        println!(
+            "an edit by another connection was seen after {:?}",
+            started.elapsed()
+        );
+
+        // Kept again once read after the edit.
+        store.find(one.id).await.expect("find");
+        let reads = store.inner.reads();
+        store.find(one.id).await.expect("find");
+        assert_eq!(store.inner.reads(), reads, "from memory again");
+        drop(other);
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }
