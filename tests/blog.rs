@@ -822,6 +822,45 @@ async fn get_until(
     }
 }
 
+/// Updates `post` through A (titled "second title"), checks A reads it at once, waits
+/// until B does, then creates a newer post through A and waits until B's first page
+/// lists it first. Returns the newer post and how long B took to see each write.
+async fn update_and_insert_through_a_seen_on_b(
+    on_a: &mut Blog,
+    on_b: &mut Blog,
+    token: &str,
+    post: &pb::Post,
+) -> (pb::Post, Duration, Duration) {
+    get_post(on_a, &post.id).await.expect("get");
+    on_a.update_post(authed(token, update(&post.id, Some("second title"), None)))
+        .await
+        .expect("update");
+    assert_eq!(
+        get_post(on_a, &post.id).await.expect("get").title,
+        "second title",
+        "the instance that wrote reads its write at once"
+    );
+    let update_seen = get_until(on_b, &post.id, "B sees A's update", |p| {
+        p.is_some_and(|p| p.title == "second title")
+    })
+    .await;
+
+    let newer = create_post(on_a, token, "newer").await;
+    let started = Instant::now();
+    loop {
+        let page = list_posts(on_b, 5, "", None).await.expect("list");
+        if ids(&page.posts) == [newer.id.clone(), post.id.clone()] {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(2),
+            "B lists A's new post"
+        );
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    (newer, update_seen, started.elapsed())
+}
+
 /// The first column of the one row `sql` returns on the database at `url`.
 async fn count_on(url: &str, sql: &str) -> i64 {
     use sqlx::{Connection as _, Row as _};
@@ -889,36 +928,10 @@ async fn two_instances_on_one_database_see_each_others_writes_despite_the_post_c
     let page = list_posts(&mut on_b, 5, "", None).await.expect("list");
     assert_eq!(ids(&page.posts), std::slice::from_ref(&post.id));
 
-    // An update through A: A reads its own write at once, B once notified.
-    get_post(&mut on_a, &post.id).await.expect("get");
-    on_a.update_post(authed(&token, update(&post.id, Some("second title"), None)))
-        .await
-        .expect("update");
-    assert_eq!(
-        get_post(&mut on_a, &post.id).await.expect("get").title,
-        "second title",
-        "the instance that wrote reads its write at once"
-    );
-    let update_seen = get_until(&mut on_b, &post.id, "B sees A's update", |p| {
-        p.is_some_and(|p| p.title == "second title")
-    })
-    .await;
-
-    // A new post through A appears on B's first page.
-    let newer = create_post(&mut on_a, &token, "newer").await;
-    let started = Instant::now();
-    loop {
-        let page = list_posts(&mut on_b, 5, "", None).await.expect("list");
-        if ids(&page.posts) == [newer.id.clone(), post.id.clone()] {
-            break;
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(2),
-            "B lists A's new post"
-        );
-        tokio::time::sleep(Duration::from_millis(2)).await;
-    }
-    let insert_seen = started.elapsed();
+    // An update through A: A reads its own write at once, B once notified; then a new
+    // post through A appears on B's first page.
+    let (newer, update_seen, insert_seen) =
+        update_and_insert_through_a_seen_on_b(&mut on_a, &mut on_b, &token, &post).await;
 
     // A change made in SQL, outside any blog-service, is announced by the trigger.
     get_until(&mut on_b, &post.id, "B reads the post", |p| p.is_some()).await;
@@ -992,36 +1005,10 @@ async fn two_instances_on_one_sqlite_file_see_each_others_writes_despite_the_pos
         list_posts(&mut on_b, 5, "", None).await.expect("list");
     }
 
-    // An update through A: A reads its own write at once, B at its next check.
-    get_post(&mut on_a, &post.id).await.expect("get");
-    on_a.update_post(authed(&token, update(&post.id, Some("second title"), None)))
-        .await
-        .expect("update");
-    assert_eq!(
-        get_post(&mut on_a, &post.id).await.expect("get").title,
-        "second title",
-        "the instance that wrote reads its write at once"
-    );
-    let update_seen = get_until(&mut on_b, &post.id, "B sees A's update", |p| {
-        p.is_some_and(|p| p.title == "second title")
-    })
-    .await;
-
-    // A new post through A appears on B's first page.
-    let newer = create_post(&mut on_a, &token, "newer").await;
-    let started = Instant::now();
-    loop {
-        let page = list_posts(&mut on_b, 5, "", None).await.expect("list");
-        if ids(&page.posts) == [newer.id.clone(), post.id.clone()] {
-            break;
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(2),
-            "B lists A's new post"
-        );
-        tokio::time::sleep(Duration::from_millis(2)).await;
-    }
-    let insert_seen = started.elapsed();
+    // An update through A: A reads its own write at once, B at its next check; then a new
+    // post through A appears on B's first page.
+    let (newer, update_seen, insert_seen) =
+        update_and_insert_through_a_seen_on_b(&mut on_a, &mut on_b, &token, &post).await;
 
     // A change made by another connection to the file (as another process would).
     get_until(&mut on_b, &post.id, "B reads the post", |p| p.is_some()).await;
