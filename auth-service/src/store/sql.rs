@@ -88,7 +88,7 @@ const SET_PASSWORD: &str = "UPDATE users SET password_hash = $2, update_time = $
 #[async_trait]
 impl UserStore for SqlUserStore {
     async fn insert(&self, user: &User, password_hash: &str) -> Result<(), StoreError> {
-        with_pool!(&self.pool, conn => sqlx::query(INSERT)
+        with_pool!(write &self.pool, conn => sqlx::query(INSERT)
             .bind(user.id)
             .bind(&user.username)
             .bind(&user.email)
@@ -130,7 +130,7 @@ impl UserStore for SqlUserStore {
         email: Option<&Email>,
         now: DateTime<Utc>,
     ) -> Result<Option<User>, StoreError> {
-        let found = with_pool!(&self.pool, conn => sqlx::query(UPDATE_PROFILE)
+        let found = with_pool!(write &self.pool, conn => sqlx::query(UPDATE_PROFILE)
             .bind(id)
             .bind(username.map(Username::as_str))
             .bind(email.map(Email::as_str))
@@ -150,7 +150,7 @@ impl UserStore for SqlUserStore {
         password_hash: &str,
         now: DateTime<Utc>,
     ) -> Result<bool, StoreError> {
-        with_pool!(&self.pool, conn => sqlx::query(SET_PASSWORD)
+        with_pool!(write &self.pool, conn => sqlx::query(SET_PASSWORD)
             .bind(id)
             .bind(password_hash)
             .bind(now)

@@ -208,7 +208,7 @@ fn limit(limit: usize) -> i64 {
 #[async_trait]
 impl PostStore for SqlPostStore {
     async fn insert(&self, post: &Post) -> Result<(), BlogError> {
-        with_pool!(&self.pool, conn => sqlx::query(
+        with_pool!(write &self.pool, conn => sqlx::query(
             "INSERT INTO posts \
              (id, author_id, author_username, title, content, create_time, update_time) \
              VALUES ($1, $2, $3, $4, $5, $6, $7)",
@@ -291,7 +291,7 @@ impl PostStore for SqlPostStore {
         change: &PostChange,
         now: DateTime<Utc>,
     ) -> Result<Option<Post>, BlogError> {
-        with_pool!(&self.pool, conn => sqlx::query(
+        with_pool!(write &self.pool, conn => sqlx::query(
             "UPDATE posts SET title = COALESCE($3, title), content = COALESCE($4, content), \
              update_time = $5 WHERE id = $1 AND author_id = $2 \
              RETURNING id, author_id, author_username, title, content, create_time, update_time",
@@ -310,7 +310,7 @@ impl PostStore for SqlPostStore {
     }
 
     async fn delete_owned(&self, id: Uuid, author_id: Uuid) -> Result<bool, BlogError> {
-        with_pool!(&self.pool, conn => sqlx::query("DELETE FROM posts WHERE id = $1 AND author_id = $2")
+        with_pool!(write &self.pool, conn => sqlx::query("DELETE FROM posts WHERE id = $1 AND author_id = $2")
             .bind(id)
             .bind(author_id)
             .execute(conn)
@@ -320,7 +320,7 @@ impl PostStore for SqlPostStore {
     }
 
     async fn rename_author(&self, author_id: Uuid, username: &str) -> Result<u64, BlogError> {
-        with_pool!(&self.pool, conn => sqlx::query(
+        with_pool!(write &self.pool, conn => sqlx::query(
             "UPDATE posts SET author_username = $2 \
              WHERE author_id = $1 AND author_username <> $2",
         )
