@@ -564,10 +564,11 @@ mod tests {
         assert_eq!(before, after, "a healthy connection was closed");
     }
 
-    #[tokio::test]
-    async fn sqlite_runs_migrations_and_queries_through_the_pool() {
-        let dir = std::env::temp_dir().join(format!("pair-sql-{}", std::process::id()));
+    /// A pool on a new SQLite file `<temp>/pair-sql-<name>-<pid>/pool.db`, and its folder.
+    async fn sqlite_pool(name: &str) -> (std::path::PathBuf, SqlPool) {
+        let dir = std::env::temp_dir().join(format!("pair-sql-{name}-{}", std::process::id()));
         std::fs::create_dir_all(&dir).expect("a temp dir");
+        let _ = std::fs::remove_file(dir.join("pool.db"));
         let url = format!("sqlite://{}/pool.db", dir.display());
         let migrations = Migrations {
             postgres: &EMPTY,
@@ -582,6 +583,12 @@ mod tests {
         )
         .await
         .expect("SQLite opens");
+        (dir, pool)
+    }
+
+    #[tokio::test]
+    async fn sqlite_runs_migrations_and_queries_through_the_pool() {
+        let (dir, pool) = sqlite_pool("queries").await;
         assert_eq!(pool.backend(), "SQLite");
         assert_eq!(pool.sqlite_file(), Some(dir.join("pool.db").as_path()));
         let mut calls = tokio::task::JoinSet::new();
@@ -601,23 +608,7 @@ mod tests {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn sqlite_writers_of_one_process_take_turns_instead_of_finding_the_file_locked() {
-        let dir = std::env::temp_dir().join(format!("pair-sql-turns-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).expect("a temp dir");
-        let _ = std::fs::remove_file(dir.join("turns.db"));
-        let url = format!("sqlite://{}/turns.db", dir.display());
-        let migrations = Migrations {
-            postgres: &EMPTY,
-            sqlite: &EMPTY,
-        };
-        let pool = SqlPool::connect(
-            Some(&url),
-            "unused.db",
-            "TEST_URL",
-            Duration::from_secs(5),
-            &migrations,
-        )
-        .await
-        .expect("SQLite opens");
+        let (dir, pool) = sqlite_pool("turns").await;
         with_pool!(write &pool, conn => sqlx::query("CREATE TABLE t (n INTEGER NOT NULL)").execute(conn).await.map(drop))
             .expect("the table");
         // No busy timeout: a write that found the file locked by another connection would

@@ -19,7 +19,7 @@ use std::{
 use anyhow::Context as _;
 use tokio::sync::oneshot;
 
-pub use rusqlite::{Connection, Error, OpenFlags, Row, Rows, params, types::Type};
+pub use rusqlite::{Connection, Error, Row, Rows, params, types::Type};
 
 type Job = Box<dyn FnOnce(&Connection) + Send>;
 
@@ -65,13 +65,8 @@ impl SqliteReader {
         let (jobs, queue) = mpsc::channel::<Job>();
         let queue = Arc::new(Mutex::new(queue));
         for n in 0..threads.max(1) {
-            let conn = Connection::open_with_flags(
-                path,
-                rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY
-                    | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
-            )
-            .with_context(|| format!("cannot open `{}` for reading", path.display()))?;
-            conn.busy_timeout(busy_timeout)?;
+            let conn = open_read_only(path, busy_timeout)
+                .with_context(|| format!("cannot open `{}` for reading", path.display()))?;
             conn.set_prepared_statement_cache_capacity(32);
             let queue = Arc::clone(&queue);
             thread::Builder::new()
@@ -99,6 +94,17 @@ impl SqliteReader {
             .map_err(|_| ReadError::Stopped)?
             .map_err(ReadError::from)
     }
+}
+
+/// A read-only connection to the (existing) file at `path`, for one thread, whose reads
+/// wait up to `busy_timeout` for a lock.
+pub fn open_read_only(path: &Path, busy_timeout: Duration) -> Result<Connection, Error> {
+    let conn = Connection::open_with_flags(
+        path,
+        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )?;
+    conn.busy_timeout(busy_timeout)?;
+    Ok(conn)
 }
 
 /// One reader thread: takes jobs until every sender is gone.

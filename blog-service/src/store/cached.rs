@@ -37,7 +37,7 @@ use chrono::{DateTime, Utc};
 use sqlx::postgres::{PgConnectOptions, PgListener, PgPoolOptions};
 use uuid::Uuid;
 
-use pair_common::sqlite_read::{Connection, OpenFlags};
+use pair_common::sqlite_read;
 
 use super::PostStore;
 use crate::{
@@ -433,12 +433,7 @@ fn watch_file(
     cache: &Weak<PostCache>,
     busy_timeout: Duration,
 ) -> Option<anyhow::Error> {
-    let opened = Connection::open_with_flags(
-        file,
-        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-    )
-    .and_then(|conn| conn.busy_timeout(busy_timeout).map(|()| conn));
-    let conn = match opened {
+    let conn = match sqlite_read::open_read_only(file, busy_timeout) {
         Ok(conn) => conn,
         Err(error) => return Some(error.into()),
     };
@@ -703,7 +698,7 @@ mod tests {
         assert_eq!(store.inner.reads(), reads + 2, "one read each, then memory");
 
         // Another connection commits (as another process would): seen at the next check.
-        let other = Connection::open(&file).expect("SQLite opens");
+        let other = sqlite_read::Connection::open(&file).expect("SQLite opens");
         other
             .execute("UPDATE posts SET content = 'edited elsewhere'", [])
             .expect("the edit");
