@@ -15,7 +15,8 @@
 #
 # REDIS_CLUSTER_DIR (default: one directory per checkout under $TMPDIR, so two checkouts
 # on one machine never share or stop each other's cluster) holds each node's directory,
-# pid file, log and nodes.conf. Every wait is bounded.
+# pid file, log and nodes.conf. REDIS_CLUSTER_NODE_TIMEOUT_MS (default 1000) sets
+# cluster-node-timeout. Every wait is bounded.
 #
 # Settings, and why:
 # - cluster-node-timeout 1000: a master that stops answering is failed over in about
@@ -70,7 +71,7 @@ node_pid() {
   [ -f "$pidfile" ] || return 1
   pid=$(cat "$pidfile")
   [ -n "$pid" ] && [ -r "/proc/$pid/cmdline" ] || return 1
-  tr '\0' ' ' <"/proc/$pid/cmdline" | grep -q "redis-server.*:$1" || return 1
+  tr '\0' ' ' <"/proc/$pid/cmdline" | grep -qE "redis-server.*:$1( |$)" || return 1
   echo "$pid"
 }
 
