@@ -221,8 +221,7 @@ check "before the kill both auth replicas answered calls" \
   test "$(ok_calls_by 0 "$auth1")" -gt 0 -a "$(ok_calls_by 0 "$auth2")" -gt 0
 kill -KILL "$auth1_pid"
 wait "$auth1_pid" 2>/dev/null || true
-kill_time=$(date +%s.%N)
-say "killed auth replica 1 ($auth1, pid $auth1_pid) at $kill_time"
+say "killed auth replica 1 ($auth1, pid $auth1_pid) ${KILL_AFTER}s into the measured window"
 if ! timeout $((DURATION + 30)) tail --pid="$loadgen_pid" -f /dev/null; then
   die "loadgen did not end within $((DURATION + 30)) s"
 fi
