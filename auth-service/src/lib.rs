@@ -1,4 +1,4 @@
-//! auth-service: users, sessions and JWT token pairs over gRPC (DESIGN.md §3-§7).
+//! auth-service: users, sessions and JWT token pairs over gRPC (docs/ARCHITECTURE.md).
 //!
 //! `Application::build(config)` connects the stores and binds the listener;
 //! `run_until_stopped(shutdown)` serves until the shutdown future resolves. `main.rs`
