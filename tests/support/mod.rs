@@ -347,4 +347,5 @@ pub fn violated_fields(status: &tonic::Status) -> Vec<String> {
 }
 
 pub mod blog;
+pub mod faults;
 pub mod stores;
