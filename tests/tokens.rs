@@ -277,7 +277,7 @@ async fn tokens_are_signed_by_the_first_ed25519_key_and_list_keys_publishes_it(b
     );
     let mut config = auth_config_on(backend).await;
     config.jwt_secret = Some(SECRET_A.into());
-    config.jwt_private_keys = vec![first, second];
+    config.jwt_private_keys = Some(format!("{},{}", first.display(), second.display()));
     let server = start_auth(config).await;
     let mut client = auth_client(&server).await;
     let (_, tokens) = register_and_login(&mut client, "eddsa").await;
@@ -398,7 +398,7 @@ async fn forged_tokens_are_not_active_and_authenticate_nothing(backend: Backend)
     );
     let mut config = auth_config_on(backend).await;
     config.jwt_secret = Some(SECRET_A.into());
-    config.jwt_private_keys = vec![ours.clone()];
+    config.jwt_private_keys = Some(ours.display().to_string());
     let server = start_auth(config).await;
     let mut client = auth_client(&server).await;
     let (_, tokens) = register_and_login(&mut client, "forge").await;

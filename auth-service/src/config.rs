@@ -77,10 +77,9 @@ pub struct Config {
     #[arg(
         long,
         env = "AUTH_JWT_PRIVATE_KEYS",
-        value_name = "AUTH_JWT_PRIVATE_KEYS",
-        value_delimiter = ','
+        value_name = "AUTH_JWT_PRIVATE_KEYS"
     )]
-    pub jwt_private_keys: Vec<PathBuf>,
+    pub jwt_private_keys: Option<String>,
 
     /// The `iss` claim of issued tokens, checked on every token presented.
     #[arg(
@@ -212,13 +211,12 @@ impl Config {
         }
     }
 
-    /// The files of AUTH_JWT_PRIVATE_KEYS (an empty value counts as unset).
+    /// The files of AUTH_JWT_PRIVATE_KEYS; none when it is unset or empty.
     pub fn jwt_key_files(&self) -> Vec<PathBuf> {
-        self.jwt_private_keys
-            .iter()
-            .filter(|path| !path.as_os_str().is_empty())
-            .cloned()
-            .collect()
+        match self.jwt_private_keys.as_deref() {
+            None | Some("") => Vec::new(),
+            Some(list) => list.split(',').map(PathBuf::from).collect(),
+        }
     }
 
     /// Hashing permits: the configured number, else max(1, cores - 1).

@@ -36,13 +36,28 @@ enum Origin {
     Random,
 }
 
+impl Origin {
+    /// The setting the key comes from.
+    fn variable(&self) -> &'static str {
+        match self {
+            Self::Secret(_) | Self::Random => "AUTH_JWT_SECRET",
+            Self::File(..) => "AUTH_JWT_PRIVATE_KEYS",
+        }
+    }
+
+    /// The key within its setting.
+    fn item(&self) -> String {
+        match self {
+            Self::Secret(n) => format!("secret {n}"),
+            Self::File(n, path) => format!("key {n} ({})", path.display()),
+            Self::Random => "the random secret".into(),
+        }
+    }
+}
+
 impl fmt::Display for Origin {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Self::Secret(n) => write!(f, "AUTH_JWT_SECRET: secret {n}"),
-            Self::File(n, path) => write!(f, "AUTH_JWT_PRIVATE_KEYS: key {n} ({})", path.display()),
-            Self::Random => f.write_str("the random secret"),
-        }
+        write!(f, "{}: {}", self.variable(), self.item())
     }
 }
 
@@ -171,6 +186,11 @@ impl KeySet {
         let mut seen: HashMap<&str, &Origin> = HashMap::new();
         for key in &keys {
             if let Some(first) = seen.insert(&key.kid, &key.origin) {
+                let first = if first.variable() == key.origin.variable() {
+                    first.item()
+                } else {
+                    first.to_string()
+                };
                 return Err(format!(
                     "{} is the same key as {first} (kid {})",
                     key.origin, key.kid
