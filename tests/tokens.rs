@@ -573,3 +573,43 @@ async fn rotating_secrets_across_restarts_keeps_sessions_until_their_key_is_drop
         .await
         .expect("B's refresh token");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_retry_pair_is_one_key_in_the_users_slot_that_expires_with_the_window() {
+    use redis::AsyncCommands as _;
+    let server = with_window(Backend::PostgresRedis, Duration::from_secs(3)).await;
+    let mut client = auth_client(&server).await;
+    let (user, tokens) = register_and_login(&mut client, "slot").await;
+    let next = refresh(&server, &tokens.refresh_token)
+        .await
+        .expect("refresh");
+    let old_jti = claims_jti(&tokens.refresh_token);
+    let key = format!("auth:retry:{{{}}}:{old_jti}", user.id);
+    let redis_client = redis::Client::open(redis_url()).expect("redis url");
+    let mut refresh_db = redis_client
+        .get_multiplexed_async_connection()
+        .await
+        .expect("redis");
+    redis::cmd("SELECT")
+        .arg(1)
+        .query_async::<()>(&mut refresh_db)
+        .await
+        .expect("select 1");
+    let ttl: i64 = refresh_db.pttl(&key).await.expect("pttl");
+    assert!(ttl > 0 && ttl <= 3000, "{key}: TTL {ttl}");
+    let kept: (String, String) = redis::cmd("HMGET")
+        .arg(&key)
+        .arg("access")
+        .arg("refresh")
+        .query_async(&mut refresh_db)
+        .await
+        .expect("hmget");
+    assert_eq!(kept, (next.access_token, next.refresh_token));
+}
+
+fn claims_jti(token: &str) -> String {
+    let payload = token.split('.').nth(1).expect("payload");
+    let claims: serde_json::Value =
+        serde_json::from_slice(&URL_SAFE_NO_PAD.decode(payload).expect("b64")).expect("json");
+    claims["jti"].as_str().expect("jti").to_owned()
+}
