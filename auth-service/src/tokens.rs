@@ -4,7 +4,8 @@
 //! `token_use` claim, and expiry has no leeway.
 
 use std::{
-    sync::Arc,
+    collections::HashMap,
+    sync::{Arc, Mutex, PoisonError},
     time::{Duration, SystemTime, UNIX_EPOCH},
 };
 
@@ -68,8 +69,38 @@ pub struct TokenCodec {
     /// The checks of a live token, one per algorithm a key can have (made once: they
     /// are sets, and Introspect runs them on every call).
     live: Arc<[(Algorithm, Validation); 2]>,
+    checked: Arc<CheckedSignatures>,
     access_ttl: Duration,
     refresh_ttl: Duration,
+}
+
+/// EdDSA tokens whose signature and claims were already checked, by their exact text.
+/// An Ed25519 check costs tens of times an HMAC, and Introspect sees the same token
+/// again and again; expiry is still checked on every call (by `verify`). Bounded: when
+/// full it is emptied, and the next checks refill it.
+#[derive(Debug, Default)]
+struct CheckedSignatures(Mutex<HashMap<Box<str>, Claims>>);
+
+/// About 500 bytes an entry: a few MiB at most.
+const CHECKED_SIGNATURES_MAX: usize = 8192;
+
+impl CheckedSignatures {
+    fn get(&self, token: &str, expected: TokenUse) -> Option<Claims> {
+        let checked = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        // A token is only kept after its `typ` matched its `token_use`.
+        checked
+            .get(token)
+            .filter(|c| c.token_use == expected)
+            .cloned()
+    }
+
+    fn keep(&self, token: &str, claims: &Claims) {
+        let mut checked = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        if checked.len() >= CHECKED_SIGNATURES_MAX {
+            checked.clear();
+        }
+        checked.insert(token.into(), claims.clone());
+    }
 }
 
 /// Seconds since the Unix epoch, and the same in milliseconds.
@@ -100,6 +131,7 @@ impl TokenCodec {
                 [Algorithm::HS256, Algorithm::EdDSA]
                     .map(|algorithm| (algorithm, validation(algorithm, issuer, true))),
             ),
+            checked: Arc::default(),
             access_ttl,
             refresh_ttl,
         }
@@ -165,6 +197,9 @@ impl TokenCodec {
     }
 
     fn verify_signed(&self, token: &str, expected: TokenUse, check_exp: bool) -> Option<Claims> {
+        if let Some(claims) = self.checked.get(token, expected) {
+            return Some(claims);
+        }
         let header = jsonwebtoken::decode_header(token).ok()?;
         let key = self.keys.verifier(header.kid.as_deref()?)?;
         if header.alg != key.algorithm() {
@@ -188,6 +223,9 @@ impl TokenCodec {
         let claims = data.claims;
         if data.header.typ.as_deref() != Some(expected.typ()) || claims.token_use != expected {
             return None;
+        }
+        if key.algorithm() == Algorithm::EdDSA {
+            self.checked.keep(token, &claims);
         }
         Some(claims)
     }
@@ -358,6 +396,24 @@ mod tests {
                 .verify(&pair.refresh_token, TokenUse::Refresh)
                 .is_none()
         );
+    }
+
+    #[test]
+    fn an_eddsa_token_checked_before_still_dies_at_its_exp_and_keeps_its_kind() {
+        let codec = ed25519_codec(&[]);
+        let (now_s, _) = now();
+        let mut claims = codec
+            .issue_pair(Uuid::now_v7(), Uuid::now_v7())
+            .unwrap()
+            .access;
+        claims.exp = now_s + 1;
+        let token = codec.sign(&claims).unwrap();
+        assert!(codec.verify(&token, TokenUse::Access).is_some());
+        assert!(codec.verify(&token, TokenUse::Refresh).is_none());
+        std::thread::sleep(Duration::from_millis(
+            u64::try_from(u128::from(claims.exp) * 1000 - now().1).unwrap() + 20,
+        ));
+        assert!(codec.verify(&token, TokenUse::Access).is_none());
     }
 
     #[test]
