@@ -7,6 +7,7 @@
 #   SOAK=1 bash bench/run.sh         # the benchmark, then the soak, on each backend
 #   SOAK=only bash bench/run.sh      # only the soak (bench/soak.sh does this)
 #   FLOOD=only bash bench/run.sh     # only login under a flood from one address
+#   SIGNING=eddsa bash bench/run.sh  # auth-service signs with an Ed25519 key (default hs256)
 #
 # For each backend (embedded: SQLite in a temp dir + in-process token store;
 # postgres: fresh databases bench_auth_<ts> / bench_blog_<ts> + Redis) it starts
@@ -37,6 +38,8 @@
 # SOAK (unset, 1 or only), SOAK_CONCURRENCY (64), SOAK_DURATION (60s; QUICK: 10s),
 # SOAK_ARGS (extra loadgen flags of the soak, e.g. --soak-mix login=2), FLOOD (unset, 1
 # or only: login under a flood from one address, after the rest), FLOOD_CONCURRENCY (128).
+# SOAK_ARGS (extra loadgen flags of the soak, e.g. --soak-mix login=2), SIGNING (hs256:
+# a random AUTH_JWT_SECRET; eddsa: a new Ed25519 key in AUTH_JWT_PRIVATE_KEYS).
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -51,6 +54,11 @@ LOG_FILTER="${BENCH_RUST_LOG:-warn}"
 read -r -a EXTRA_ARGS <<<"${LOADGEN_ARGS:-}"
 read -r -a SOAK_EXTRA_ARGS <<<"${SOAK_ARGS:-}"
 SOAK="${SOAK:-}"
+SIGNING="${SIGNING:-hs256}"
+case "$SIGNING" in
+  hs256 | eddsa) ;;
+  *) printf 'SIGNING must be hs256 or eddsa, not `%s`\n' "$SIGNING" >&2; exit 2 ;;
+esac
 case "$SOAK" in
   "" | 0 | 1 | only) ;;
   *) printf 'SOAK must be unset, 1 or only, not `%s`\n' "$SOAK" >&2; exit 2 ;;
@@ -189,8 +197,13 @@ start_pair() {
   for port in "$auth_port" "$blog_port"; do
     port_in_use "$port" && die "port $port is already in use; stop whatever listens there"
   done
-  local secret
-  secret="$(head -c 48 /dev/urandom | base64 | tr -d '\n')"
+  local signing_key
+  if [[ "$SIGNING" == eddsa ]]; then
+    openssl genpkey -algorithm ed25519 -out "$TMP/signing-key.pem"
+    signing_key=(AUTH_JWT_PRIVATE_KEYS="$TMP/signing-key.pem")
+  else
+    signing_key=(AUTH_JWT_SECRET="$(head -c 48 /dev/urandom | base64 | tr -d '\n')")
+  fi
   local common=(PATH="$PATH" HOME="$HOME" RUST_LOG="$LOG_FILTER" "${THREADS_ENV[@]}" "$@")
   mkdir -p "$workdir"
   # The limits first: a VAR=VALUE of the caller's (in common) comes later and wins.
@@ -198,7 +211,7 @@ start_pair() {
     AUTH_ADDRESS_HASHES_IN_FLIGHT=0 AUTH_ADDRESS_HASH_LIMIT=0 AUTH_ADDRESS_REGISTRATION_LIMIT=0 \
     "${common[@]}" \
     AUTH_LISTEN_ADDR="127.0.0.1:$auth_port" \
-    AUTH_JWT_SECRET="$secret" \
+    "${signing_key[@]}" \
     AUTH_ACCESS_TOKEN_TTL=1h \
     AUTH_REFRESH_TOKEN_TTL=2h \
     "$BIN/auth-service") >"$RESULTS/$backend-auth.log" 2>&1 &
@@ -256,9 +269,9 @@ bench() {
 
   local out="$RESULTS/$backend.json"
   {
-    printf '{"backend": "%s", "quick": %s, "git_commit": "%s", "service_threads": "%s",\n' \
+    printf '{"backend": "%s", "quick": %s, "git_commit": "%s", "service_threads": "%s", "signing": "%s",\n' \
       "$backend" "$([[ "${QUICK:-0}" == 1 ]] && echo true || echo false)" \
-      "$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)" "$SERVICE_THREADS"
+      "$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)" "$SERVICE_THREADS" "$SIGNING"
     printf '"memory_kb": {"hwm_reset_before_256": %s,\n' "$reset"
     local name values
     for name in auth_after_all blog_after_all auth_after_high blog_after_high; do

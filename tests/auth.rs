@@ -411,8 +411,16 @@ async fn refresh_rotates_and_the_old_pair_dies_at_once(backend: Backend) {
         .expect("new access works");
 }
 
+/// auth-service whose refresh tokens are strictly single-use (no retry window; the
+/// window itself is tested in tests/tokens.rs).
+async fn spawn_single_use_auth_on(backend: Backend) -> Running {
+    let mut config = auth_config_on(backend).await;
+    config.refresh_retry_window = Duration::ZERO;
+    start_auth(config).await
+}
+
 async fn reusing_a_rotated_refresh_token_revokes_the_session(backend: Backend) {
-    let server = spawn_auth_on(backend).await;
+    let server = spawn_single_use_auth_on(backend).await;
     let mut client = auth_client(&server).await;
     let (_, old) = register_and_login(&mut client, "theft").await;
     let new = client
@@ -445,7 +453,7 @@ async fn reusing_a_rotated_refresh_token_revokes_the_session(backend: Backend) {
 }
 
 async fn of_eight_concurrent_refreshes_with_one_token_exactly_one_succeeds(backend: Backend) {
-    let server = spawn_auth_on(backend).await;
+    let server = spawn_single_use_auth_on(backend).await;
     let mut client = auth_client(&server).await;
     let (_, tokens) = register_and_login(&mut client, "conc").await;
     let calls = (0..8).map(|_| {

@@ -207,25 +207,127 @@ async fn bad_settings_stop_the_start_with_one_line_naming_the_variable() {
         ),
     ];
     for (cwd, setting, named) in cases {
-        let env = [
-            setting.clone(),
-            ("BLOG_LISTEN_ADDR", format!("127.0.0.1:{}", free_port())),
-        ];
-        let child = pair_command(cwd, &env).spawn().expect("start");
-        let started = Instant::now();
-        let output = child.wait_with_output().expect("exit");
-        assert!(!output.status.success(), "{setting:?} was accepted");
-        assert!(
-            started.elapsed() < Duration::from_secs(15),
-            "{setting:?}: slow to fail"
-        );
-        let stderr = String::from_utf8_lossy(&output.stderr);
-        let errors: Vec<&str> = stderr
-            .lines()
-            .filter(|l| l.starts_with("auth-blog:"))
-            .collect();
-        assert_eq!(errors.len(), 1, "{setting:?}: {stderr}");
-        assert!(errors[0].contains(named), "{setting:?}: {stderr}");
+        let error = start_error(cwd, &setting);
+        assert!(error.contains(named), "{setting:?}: {error}");
+    }
+}
+
+/// The one error line the pair prints when it refuses to start with `setting`.
+fn start_error(cwd: &Path, setting: &(&str, String)) -> String {
+    let env = [
+        setting.clone(),
+        ("BLOG_LISTEN_ADDR", format!("127.0.0.1:{}", free_port())),
+    ];
+    let child = pair_command(cwd, &env).spawn().expect("start");
+    let started = Instant::now();
+    let output = child.wait_with_output().expect("exit");
+    assert!(!output.status.success(), "{setting:?} was accepted");
+    assert!(
+        started.elapsed() < Duration::from_secs(15),
+        "{setting:?}: slow to fail"
+    );
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let errors: Vec<&str> = stderr
+        .lines()
+        .filter(|l| l.starts_with("auth-blog:"))
+        .collect();
+    assert_eq!(errors.len(), 1, "{setting:?}: {stderr}");
+    errors[0].to_owned()
+}
+
+fn openssl_key(path: &Path, args: &[&str]) {
+    let status = Command::new("openssl")
+        .arg("genpkey")
+        .args(args)
+        .arg("-out")
+        .arg(path)
+        .stderr(Stdio::null())
+        .status()
+        .expect("openssl is required to make keys");
+    assert!(status.success(), "openssl genpkey {args:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_signing_keys_stop_the_start_naming_the_variable_and_the_item_never_a_secret() {
+    let dir = temp_dir();
+    let good = "a-good-secret-a-good-secret-a-good-secret";
+    let short = "tiny-secret-value";
+    let (ed25519, p256, garbage) = (
+        dir.join("ed25519.pem"),
+        dir.join("p256.pem"),
+        dir.join("garbage.pem"),
+    );
+    openssl_key(&ed25519, &["-algorithm", "ed25519"]);
+    openssl_key(
+        &p256,
+        &["-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256"],
+    );
+    std::fs::write(
+        &garbage,
+        "-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n",
+    )
+    .expect("file");
+    let missing = dir.join("missing.pem");
+    let path = |p: &Path| p.display().to_string();
+    let cases: Vec<((&str, String), Vec<String>)> = vec![
+        (
+            ("AUTH_JWT_SECRET", format!("{good},{short}")),
+            vec!["AUTH_JWT_SECRET".into(), "secret 2".into()],
+        ),
+        (
+            ("AUTH_JWT_SECRET", format!("{good},{good}")),
+            vec![
+                "AUTH_JWT_SECRET".into(),
+                "secret 2".into(),
+                "secret 1".into(),
+            ],
+        ),
+        (
+            ("AUTH_JWT_PRIVATE_KEYS", path(&missing)),
+            vec![
+                "AUTH_JWT_PRIVATE_KEYS".into(),
+                "key 1".into(),
+                path(&missing),
+            ],
+        ),
+        (
+            (
+                "AUTH_JWT_PRIVATE_KEYS",
+                format!("{},{}", path(&ed25519), path(&p256)),
+            ),
+            vec!["AUTH_JWT_PRIVATE_KEYS".into(), "key 2".into(), path(&p256)],
+        ),
+        (
+            ("AUTH_JWT_PRIVATE_KEYS", path(&garbage)),
+            vec![
+                "AUTH_JWT_PRIVATE_KEYS".into(),
+                "key 1".into(),
+                path(&garbage),
+            ],
+        ),
+        (
+            (
+                "AUTH_JWT_PRIVATE_KEYS",
+                format!("{},{}", path(&ed25519), path(&ed25519)),
+            ),
+            vec![
+                "AUTH_JWT_PRIVATE_KEYS".into(),
+                "key 2".into(),
+                "key 1".into(),
+            ],
+        ),
+    ];
+    for (setting, named) in cases {
+        let error = start_error(&dir, &setting);
+        for name in named {
+            assert!(error.contains(&name), "{setting:?}: {error} lacks {name}");
+        }
+        for secret in [good, short] {
+            assert!(
+                !error.contains(secret),
+                "{setting:?}: {error} shows a secret"
+            );
+        }
     }
 }
 

@@ -1,11 +1,11 @@
 //! auth-service configuration: every setting is an environment variable and a flag
 //! (`auth-service --help`), validated before anything starts.
 
-use std::{net::SocketAddr, time::Duration};
+use std::{net::SocketAddr, path::PathBuf, time::Duration};
 
 use clap::Parser;
 use ipnet::IpNet;
-use pair_common::duration::parse_duration;
+use pair_common::duration::{parse_duration, parse_duration_or_zero};
 
 use crate::{
     admission::{AdmissionLimits, Budget},
@@ -67,8 +67,9 @@ pub struct Config {
     #[arg(long, env = "AUTH_INTROSPECT_CACHE", value_name = "AUTH_INTROSPECT_CACHE", default_value_t = true, action = clap::ArgAction::Set)]
     pub introspect_cache: bool,
 
-    /// HS256 signing secret, at least 32 bytes; unset means a random secret per start
-    /// (every token dies with the process).
+    /// HS256 secrets, comma-separated, each at least 32 bytes: the first signs (unless
+    /// AUTH_JWT_PRIVATE_KEYS is set), every one verifies. Unset, and no private keys,
+    /// means a random secret per start (every token dies with the process).
     #[arg(
         long,
         env = "AUTH_JWT_SECRET",
@@ -76,6 +77,15 @@ pub struct Config {
         hide_env_values = true
     )]
     pub jwt_secret: Option<String>,
+
+    /// PEM files of Ed25519 private keys (PKCS#8), comma-separated: when set, the first
+    /// signs (EdDSA) and every key verifies, with the secrets of AUTH_JWT_SECRET.
+    #[arg(
+        long,
+        env = "AUTH_JWT_PRIVATE_KEYS",
+        value_name = "AUTH_JWT_PRIVATE_KEYS"
+    )]
+    pub jwt_private_keys: Option<String>,
 
     /// The `iss` claim of issued tokens, checked on every token presented.
     #[arg(
@@ -93,6 +103,12 @@ pub struct Config {
     /// Lifetime of refresh tokens; a session ends after this long without a refresh.
     #[arg(long, env = "AUTH_REFRESH_TOKEN_TTL", value_name = "AUTH_REFRESH_TOKEN_TTL", default_value = "30d", value_parser = parse_duration)]
     pub refresh_token_ttl: Duration,
+
+    /// How long after a rotation the old refresh token, presented again, answers the
+    /// same new pair instead of revoking the session (retries, several tabs); `0s`
+    /// makes a refresh token strictly single-use.
+    #[arg(long, env = "AUTH_REFRESH_RETRY_WINDOW", value_name = "AUTH_REFRESH_RETRY_WINDOW", default_value = "10s", value_parser = parse_duration_or_zero)]
+    pub refresh_retry_window: Duration,
 
     /// Password hashes computed at once; unset means max(1, cores - 1), leaving a core
     /// for token checks during a flood of logins.
@@ -215,16 +231,15 @@ pub struct Config {
 }
 
 impl Config {
-    /// Checks what clap cannot: relations between settings and the secret's strength.
+    /// Checks what clap cannot: relations between settings. (The signing keys are
+    /// checked as they are loaded: `keys::KeySet::load`.)
     pub fn validate(&self) -> Result<(), String> {
         pair_common::grpc::check_cors_origins(&self.cors_allowed_origins)
             .map_err(|why| format!("AUTH_CORS_ALLOWED_ORIGINS: {why}"))?;
-        if self
-            .jwt_secret
-            .as_ref()
-            .is_some_and(|secret| !secret.is_empty() && secret.len() < 32)
-        {
-            return Err("AUTH_JWT_SECRET must be at least 32 bytes long".into());
+        if self.refresh_retry_window >= self.refresh_token_ttl {
+            return Err(
+                "AUTH_REFRESH_RETRY_WINDOW must be shorter than AUTH_REFRESH_TOKEN_TTL".into(),
+            );
         }
         if self.access_token_ttl >= self.refresh_token_ttl {
             return Err("AUTH_ACCESS_TOKEN_TTL must be shorter than AUTH_REFRESH_TOKEN_TTL".into());
@@ -269,6 +284,23 @@ impl Config {
                 limit: self.address_registration_limit,
                 window: self.address_registration_window,
             },
+        }
+    }
+
+    /// The secrets of AUTH_JWT_SECRET, byte for byte; none when it is unset or empty (an
+    /// empty value, e.g. `AUTH_JWT_SECRET=` from a template, counts as unset).
+    pub fn jwt_secrets(&self) -> Vec<&[u8]> {
+        match self.jwt_secret.as_deref() {
+            None | Some("") => Vec::new(),
+            Some(list) => list.split(',').map(str::as_bytes).collect(),
+        }
+    }
+
+    /// The files of AUTH_JWT_PRIVATE_KEYS; none when it is unset or empty.
+    pub fn jwt_key_files(&self) -> Vec<PathBuf> {
+        match self.jwt_private_keys.as_deref() {
+            None | Some("") => Vec::new(),
+            Some(list) => list.split(',').map(PathBuf::from).collect(),
         }
     }
 

@@ -274,4 +274,12 @@ impl IntrospectionService for AuthGrpc {
         };
         Ok(Response::new(response))
     }
+    async fn list_keys(
+        &self,
+        _request: Request<pb::ListKeysRequest>,
+    ) -> Result<Response<pb::ListKeysResponse>, Status> {
+        Ok(Response::new(pb::ListKeysResponse {
+            jwks: self.core.jwks().to_owned(),
+        }))
+    }
 }

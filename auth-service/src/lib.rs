@@ -10,6 +10,7 @@ pub mod config;
 pub mod domain;
 pub mod error;
 pub mod grpc;
+pub mod keys;
 pub mod metrics;
 pub mod password;
 pub mod service;
@@ -35,6 +36,7 @@ use crate::{
     admission::Admission,
     client::TrustedProxies,
     grpc::AuthGrpc,
+    keys::KeySet,
     metrics::AuthMetrics,
     password::PasswordHasher,
     service::{AuthCore, LoginThrottle},
@@ -59,18 +61,9 @@ impl Application {
     /// listener (port 0 picks a free port).
     pub async fn build(config: Config) -> anyhow::Result<Self> {
         config.validate().map_err(anyhow::Error::msg)?;
-        // An empty value (e.g. `AUTH_JWT_SECRET=` from a template) counts as unset.
-        let secret = match config.jwt_secret.as_deref().filter(|s| !s.is_empty()) {
-            Some(secret) => secret.as_bytes().to_vec(),
-            None => {
-                tracing::warn!(
-                    "AUTH_JWT_SECRET is unset: using a random secret, so every token dies with this process"
-                );
-                random_secret()?
-            }
-        };
+        let keys = signing_keys(&config).await?;
         let codec = TokenCodec::new(
-            &secret,
+            keys,
             &config.jwt_issuer,
             config.access_token_ttl,
             config.refresh_token_ttl,
@@ -86,7 +79,15 @@ impl Application {
             max_delay: config.login_max_delay,
         };
         let admission = Admission::new(config.admission_limits());
-        let core = AuthCore::new(users, tokens.clone(), hasher, codec, throttle, admission);
+        let core = AuthCore::new(
+            users,
+            tokens.clone(),
+            hasher,
+            codec,
+            throttle,
+            admission,
+            config.refresh_retry_window,
+        );
 
         let metrics = config.metrics_addr.map(|_| Arc::new(Metrics::new()));
         let auth_metrics = metrics.as_deref().map(AuthMetrics::register);
@@ -189,6 +190,35 @@ async fn connect_tokens(config: &Config) -> anyhow::Result<Arc<dyn TokenStore>> 
             Ok(Arc::new(MemoryTokenStore::new(config.refresh_token_ttl)))
         }
     }
+}
+
+/// The keys of AUTH_JWT_PRIVATE_KEYS and AUTH_JWT_SECRET, or a random secret if neither
+/// is set. Key files are read off the async runtime.
+async fn signing_keys(config: &Config) -> anyhow::Result<KeySet> {
+    let secrets: Vec<Vec<u8>> = config
+        .jwt_secrets()
+        .into_iter()
+        .map(<[u8]>::to_vec)
+        .collect();
+    let files = config.jwt_key_files();
+    if secrets.is_empty() && files.is_empty() {
+        tracing::warn!(
+            "AUTH_JWT_SECRET and AUTH_JWT_PRIVATE_KEYS are unset: using a random secret, so every token dies with this process"
+        );
+        return Ok(KeySet::from_secret(&random_secret()?));
+    }
+    let keys = tokio::task::spawn_blocking(move || {
+        let secrets: Vec<&[u8]> = secrets.iter().map(Vec::as_slice).collect();
+        KeySet::load(&secrets, &files)
+    })
+    .await?
+    .map_err(anyhow::Error::msg)?;
+    tracing::info!(
+        algorithm = ?keys.signer().algorithm(),
+        kid = keys.signer().kid(),
+        "signing key ready"
+    );
+    Ok(keys)
 }
 
 fn random_secret() -> anyhow::Result<Vec<u8>> {

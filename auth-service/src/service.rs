@@ -1,6 +1,6 @@
 //! What auth-service does, free of transport: every RPC is one method here.
 
-use std::{net::IpAddr, sync::Arc};
+use std::{net::IpAddr, sync::Arc, time::Duration};
 
 use pair_common::grpc::{FieldViolation, bearer_token};
 use pair_common::time::now;
@@ -11,7 +11,7 @@ use crate::{
     domain::{self, Password, User},
     error::AuthError,
     password::PasswordHasher,
-    store::{NewSession, Rotation, SessionInfo, TokenStore, UserStore},
+    store::{NewSession, PairRotation, Rotation, SessionInfo, TokenStore, UserStore},
     tokens::{Claims, IssuedPair, TokenCodec, TokenUse},
 };
 
@@ -49,6 +49,8 @@ pub struct AuthCore {
     codec: TokenCodec,
     throttle: Arc<LoginThrottle>,
     admission: Arc<Admission>,
+    /// AUTH_REFRESH_RETRY_WINDOW: how long a rotated refresh token answers its new pair.
+    retry_window: Duration,
 }
 
 impl AuthCore {
@@ -59,6 +61,7 @@ impl AuthCore {
         codec: TokenCodec,
         throttle: LoginThrottle,
         admission: Admission,
+        retry_window: Duration,
     ) -> Self {
         Self {
             users,
@@ -67,6 +70,7 @@ impl AuthCore {
             codec,
             throttle: Arc::new(throttle),
             admission: Arc::new(admission),
+            retry_window,
         }
     }
 
@@ -75,6 +79,11 @@ impl AuthCore {
         self.admission
             .admit(self.tokens.as_ref(), client, purpose)
             .await
+    }
+
+    /// The public keys that verify tokens, as a JWK Set (JSON text).
+    pub fn jwks(&self) -> &str {
+        self.codec.jwks()
     }
 
     pub async fn register(
@@ -178,14 +187,30 @@ impl AuthCore {
     }
 
     pub async fn refresh(&self, refresh_token: &str) -> Result<IssuedPair, AuthError> {
+        const INVALID: AuthError =
+            AuthError::Unauthenticated("refresh token is invalid, expired or revoked");
         if refresh_token.is_empty() {
             return Err(AuthError::invalid("refresh_token", "must not be empty"));
         }
-        let claims = self.codec.verify(refresh_token, TokenUse::Refresh).ok_or(
-            AuthError::Unauthenticated("refresh token is invalid, expired or revoked"),
-        )?;
+        let claims = self
+            .codec
+            .verify(refresh_token, TokenUse::Refresh)
+            .ok_or(INVALID)?;
         match self.rotate(&claims, claims.jti, true).await? {
-            (Rotation::Rotated, Some(pair)) => Ok(pair),
+            (Rotation::Rotated, pair) => Ok(pair),
+            (
+                Rotation::Replayed {
+                    access_token,
+                    refresh_token,
+                },
+                _,
+            ) => {
+                tracing::info!(user_id = %claims.sub, session_id = %claims.sid,
+                    "a refresh token was presented again within the retry window: same pair");
+                self.codec
+                    .reissued(access_token, refresh_token)
+                    .ok_or(INVALID)
+            }
             (Rotation::Reused, _) => {
                 tracing::warn!(user_id = %claims.sub, session_id = %claims.sid,
                     "a rotated refresh token was presented again: session revoked");
@@ -193,38 +218,32 @@ impl AuthCore {
                     "refresh token was already used: the session is revoked",
                 ))
             }
-            _ => Err(AuthError::Unauthenticated(
-                "refresh token is invalid, expired or revoked",
-            )),
+            (Rotation::Gone, _) => Err(INVALID),
         }
     }
 
-    /// A new pair for the session of `claims`, if `expected_refresh` is still current.
+    /// Tries to make a new pair the session's, if `expected_refresh` is still current;
+    /// the store's outcome, and the pair it was given.
     async fn rotate(
         &self,
         claims: &Claims,
         expected_refresh: Uuid,
         reuse_is_theft: bool,
-    ) -> Result<(Rotation, Option<IssuedPair>), AuthError> {
+    ) -> Result<(Rotation, IssuedPair), AuthError> {
         let pair = self
             .codec
             .issue_pair(claims.sub, claims.sid)
             .map_err(AuthError::Internal)?;
         let outcome = self
             .tokens
-            .rotate(
-                claims.sub,
-                claims.sid,
+            .rotate(PairRotation {
                 expected_refresh,
-                &pair.access,
-                &pair.refresh,
+                next: &pair,
                 reuse_is_theft,
-            )
+                retry_window: self.retry_window,
+            })
             .await?;
-        Ok(match outcome {
-            Rotation::Rotated => (outcome, Some(pair)),
-            other => (other, None),
-        })
+        Ok((outcome, pair))
     }
 
     /// Rotates the caller's own session (after a profile or password change).
@@ -233,7 +252,7 @@ impl AuthCore {
             .rotate(&principal.claims, principal.claims.twin, false)
             .await?
         {
-            (Rotation::Rotated, Some(pair)) => Ok(pair),
+            (Rotation::Rotated, pair) => Ok(pair),
             _ => Err(AuthError::Unauthenticated("the session was revoked")),
         }
     }

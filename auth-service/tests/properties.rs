@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use auth_service::{
     domain::{Email, Password, Username, parse_registration},
+    keys::KeySet,
     tokens::{TokenCodec, TokenUse},
 };
 use proptest::prelude::*;
@@ -15,7 +16,7 @@ const SECRET: &[u8] = b"0123456789abcdef0123456789abcdef";
 
 fn codec() -> TokenCodec {
     TokenCodec::new(
-        SECRET,
+        KeySet::from_secret(SECRET),
         "auth-service",
         Duration::from_secs(900),
         Duration::from_secs(30 * 86_400),

@@ -5,6 +5,12 @@ use std::time::Duration;
 /// Parses `<whole number><unit>` with unit `ms`, `s`, `m`, `h` or `d`. Zero is refused:
 /// every duration we configure (token lifetimes, timeouts) must be positive.
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let duration = parse_duration_or_zero(text)?;
+    positive(duration, text.trim())
+}
+
+/// As `parse_duration`, for the settings where zero means "off" (`0s`).
+pub fn parse_duration_or_zero(text: &str) -> Result<Duration, String> {
     let text = text.trim();
     let split = text
         .find(|c: char| !c.is_ascii_digit())
@@ -14,7 +20,7 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
         format!("`{text}` does not start with a whole number: write e.g. 2s, 15m, 30d")
     })?;
     let seconds_per_unit = match unit {
-        "ms" => return positive(Duration::from_millis(number), text),
+        "ms" => return Ok(Duration::from_millis(number)),
         "s" => 1,
         "m" => 60,
         "h" => 3600,
@@ -28,7 +34,7 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let seconds = number
         .checked_mul(seconds_per_unit)
         .ok_or_else(|| format!("`{text}` is too long"))?;
-    positive(Duration::from_secs(seconds), text)
+    Ok(Duration::from_secs(seconds))
 }
 
 fn positive(duration: Duration, text: &str) -> Result<Duration, String> {
@@ -66,5 +72,13 @@ mod tests {
         ] {
             assert!(parse_duration(bad).is_err(), "{bad} was accepted");
         }
+    }
+
+    #[test]
+    fn zero_is_accepted_only_where_it_means_off() {
+        assert_eq!(parse_duration_or_zero("0s"), Ok(Duration::ZERO));
+        assert_eq!(parse_duration_or_zero("10s"), Ok(Duration::from_secs(10)));
+        assert!(parse_duration_or_zero("-1s").is_err());
+        assert!(parse_duration("0ms").is_err());
     }
 }

@@ -6,7 +6,9 @@
 #   tests/clients/with_pair.sh        # AUTH_ADDR / BLOG_ADDR default 127.0.0.1:50061 / :50062
 #
 # The pair gets no AUTH_* / BLOG_* configuration from the caller's environment but the
-# listen addresses: embedded SQLite in the temporary directory, in-process tokens.
+# listen addresses and an Ed25519 signing key made with openssl in the temporary
+# directory (so the clients check EdDSA tokens against ListKeys): embedded SQLite there
+# too, in-process tokens.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 root=$PWD
@@ -56,12 +58,18 @@ trap stop_pair EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
-echo "== start the pair: auth $AUTH_ADDR, blog $BLOG_ADDR, in $workdir"
+command -v openssl >/dev/null || { echo "with_pair: openssl is required to make the signing key" >&2; exit 1; }
+openssl genpkey -algorithm ed25519 -out "$workdir/signing-key.pem"
+# The Python client tests check that the tokens are EdDSA, verified by the JWK Set.
+export EXPECTED_TOKEN_ALG=EdDSA
+
+echo "== start the pair: auth $AUTH_ADDR, blog $BLOG_ADDR, in $workdir (EdDSA)"
 (
   cd "$workdir"
   listen_auth=$AUTH_ADDR listen_blog=$BLOG_ADDR
   while IFS= read -r variable; do unset "$variable"; done < <(compgen -e | grep -E '^(AUTH|BLOG)_' || true)
   export AUTH_LISTEN_ADDR=$listen_auth BLOG_LISTEN_ADDR=$listen_blog
+  export AUTH_JWT_PRIVATE_KEYS=$workdir/signing-key.pem
   exec "$bin/auth-blog"
 ) >"$workdir/pair.log" 2>&1 &
 pid=$!

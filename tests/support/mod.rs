@@ -171,6 +171,8 @@ pub async fn auth_config_on(backend: Backend) -> auth_service::Config {
         redis_blocklist_db: 2,
         introspect_cache: true,
         jwt_secret: Some(TEST_SECRET.into()),
+        jwt_private_keys: None,
+        refresh_retry_window: Duration::from_secs(10),
         jwt_issuer: "auth-service".into(),
         access_token_ttl: Duration::from_secs(900),
         refresh_token_ttl: Duration::from_secs(30 * 86_400),

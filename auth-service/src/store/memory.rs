@@ -13,7 +13,7 @@ use std::{
 use async_trait::async_trait;
 use uuid::Uuid;
 
-use super::sessions::{NewSession, Rotation, SessionInfo, TokenStore, login_delay};
+use super::sessions::{NewSession, PairRotation, Rotation, SessionInfo, TokenStore, login_delay};
 use crate::{
     admission::Budget,
     error::StoreError,
@@ -42,11 +42,23 @@ struct UserEntry {
     expires: Option<Instant>,
 }
 
+/// The pair a rotation issued, kept for the retry window under the refresh token it
+/// replaced: `auth:retry:{uid}:<old refresh jti>` of the Redis model.
+#[derive(Debug, Clone)]
+struct RetryEntry {
+    session_id: Uuid,
+    next_refresh: Uuid,
+    access_token: String,
+    refresh_token: String,
+    expires: Instant,
+}
+
 /// The refresh "database".
 #[derive(Debug, Default)]
 struct RefreshDb {
     tokens: HashMap<(Uuid, Uuid), RefreshEntry>,
     users: HashMap<Uuid, UserEntry>,
+    retries: HashMap<(Uuid, Uuid), RetryEntry>,
 }
 
 /// The blocklist "database": (user, access jti) until its expiry.
@@ -116,6 +128,25 @@ impl RefreshDb {
         self.users.get_mut(&user)
     }
 
+    /// The pair that replaced refresh token `old` of `session`, if it was issued less
+    /// than the retry window ago and is still the session's current pair.
+    fn replay(&mut self, user: Uuid, session: Uuid, old: Uuid, now: Instant) -> Option<Rotation> {
+        let retry = self
+            .retries
+            .get(&(user, old))
+            .filter(|r| r.expires > now && r.session_id == session)?
+            .clone();
+        let current = self.live_user(user, now)?.sessions.get(&session).copied();
+        if current != Some(retry.next_refresh) {
+            return None;
+        }
+        self.live_token(user, retry.next_refresh, now)?;
+        Some(Rotation::Replayed {
+            access_token: retry.access_token,
+            refresh_token: retry.refresh_token,
+        })
+    }
+
     /// Deletes the session's current refresh token and index entry; returns the access
     /// twin `(jti, exp)` if the token was still live.
     fn remove_session(&mut self, user: Uuid, session: Uuid, now: Instant) -> Option<(Uuid, u64)> {
@@ -126,6 +157,7 @@ impl RefreshDb {
 
     fn sweep(&mut self, now: Instant) {
         self.tokens.retain(|_, entry| entry.expires > now);
+        self.retries.retain(|_, entry| entry.expires > now);
         self.users
             .retain(|_, user| user.expires.is_none_or(|e| e > now));
     }
@@ -161,7 +193,7 @@ impl MemoryTokenStore {
     pub fn entry_counts(&self) -> (usize, usize) {
         let refresh = lock(&self.maps.refresh);
         (
-            refresh.tokens.len() + refresh.users.len(),
+            refresh.tokens.len() + refresh.users.len() + refresh.retries.len(),
             lock(&self.maps.blocked).len(),
         )
     }
@@ -222,15 +254,14 @@ impl TokenStore for MemoryTokenStore {
             .map(|user| user.username.clone()))
     }
 
-    async fn rotate(
-        &self,
-        user_id: Uuid,
-        session_id: Uuid,
-        expected_refresh: Uuid,
-        next_access: &Claims,
-        next_refresh: &Claims,
-        reuse_is_theft: bool,
-    ) -> Result<Rotation, StoreError> {
+    async fn rotate(&self, rotation: PairRotation<'_>) -> Result<Rotation, StoreError> {
+        let PairRotation {
+            expected_refresh,
+            next,
+            reuse_is_theft,
+            retry_window,
+        } = rotation;
+        let (user_id, session_id) = (next.refresh.sub, next.refresh.sid);
         let now = Instant::now();
         let (outcome, to_block) = {
             let mut db = lock(&self.maps.refresh);
@@ -240,13 +271,18 @@ impl TokenStore for MemoryTokenStore {
             match current {
                 None => (Rotation::Gone, None),
                 Some(current) if current != expected_refresh => {
-                    if reuse_is_theft {
+                    if !reuse_is_theft {
+                        (Rotation::Gone, None)
+                    } else if let Some(replayed) =
+                        db.replay(user_id, session_id, expected_refresh, now)
+                    {
+                        (replayed, None)
+                    } else {
+                        db.retries.remove(&(user_id, expected_refresh));
                         (
                             Rotation::Reused,
                             db.remove_session(user_id, session_id, now),
                         )
-                    } else {
-                        (Rotation::Gone, None)
                     }
                 }
                 Some(current) => match db.live_token(user_id, current, now).cloned() {
@@ -257,18 +293,30 @@ impl TokenStore for MemoryTokenStore {
                     Some(old) => {
                         db.tokens.remove(&(user_id, current));
                         db.tokens.insert(
-                            (user_id, next_refresh.jti),
+                            (user_id, next.refresh.jti),
                             RefreshEntry {
-                                access_jti: next_access.jti,
-                                access_exp: next_access.exp,
-                                refresh_exp: next_refresh.exp,
-                                expires: expiry_of(next_refresh.exp),
+                                access_jti: next.access.jti,
+                                access_exp: next.access.exp,
+                                refresh_exp: next.refresh.exp,
+                                expires: expiry_of(next.refresh.exp),
                                 ..old.clone()
                             },
                         );
                         if let Some(user) = db.users.get_mut(&user_id) {
-                            user.sessions.insert(session_id, next_refresh.jti);
+                            user.sessions.insert(session_id, next.refresh.jti);
                             user.expires = Some(now + self.refresh_ttl);
+                        }
+                        if !retry_window.is_zero() {
+                            db.retries.insert(
+                                (user_id, current),
+                                RetryEntry {
+                                    session_id,
+                                    next_refresh: next.refresh.jti,
+                                    access_token: next.access_token.clone(),
+                                    refresh_token: next.refresh_token.clone(),
+                                    expires: now + retry_window,
+                                },
+                            );
                         }
                         (Rotation::Rotated, Some((old.access_jti, old.access_exp)))
                     }
@@ -437,7 +485,25 @@ impl TokenStore for MemoryTokenStore {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::tokens::{TokenUse, now};
+    use crate::tokens::{IssuedPair, TokenUse, now};
+
+    fn issued(access: &Claims, refresh: &Claims) -> IssuedPair {
+        IssuedPair {
+            access_token: format!("access {}", access.jti),
+            refresh_token: format!("refresh {}", refresh.jti),
+            access: access.clone(),
+            refresh: refresh.clone(),
+        }
+    }
+
+    fn rotation(expected_refresh: Uuid, next: &IssuedPair, window: u64) -> PairRotation<'_> {
+        PairRotation {
+            expected_refresh,
+            next,
+            reuse_is_theft: true,
+            retry_window: Duration::from_millis(window),
+        }
+    }
 
     fn claims(
         user: Uuid,
@@ -512,19 +578,14 @@ mod tests {
             next_access_jti,
             exp,
         );
+        let next = issued(&next_access, &next_refresh);
         let rotated = store
-            .rotate(
-                user,
-                session,
-                refresh_jti,
-                &next_access,
-                &next_refresh,
-                true,
-            )
+            .rotate(rotation(refresh_jti, &next, 1000))
             .await
             .unwrap();
         assert_eq!(rotated, Rotation::Rotated);
-        assert_eq!(store.entry_counts(), (2, 1));
+        // The refresh token, the user's index, the pair kept for the retry window.
+        assert_eq!(store.entry_counts(), (3, 1));
 
         tokio::time::sleep(Duration::from_millis(2100)).await;
         assert_eq!(store.check_access(&next_access).await.unwrap(), None);
@@ -555,19 +616,15 @@ mod tests {
             .await
             .unwrap();
         let (a2, r2) = pair(2, 3);
+        let second = issued(&a2, &r2);
         assert_eq!(
-            store
-                .rotate(user, session, ids[1], &a2, &r2, true)
-                .await
-                .unwrap(),
+            store.rotate(rotation(ids[1], &second, 0)).await.unwrap(),
             Rotation::Rotated
         );
         let (a3, r3) = pair(4, 5);
+        let third = issued(&a3, &r3);
         assert_eq!(
-            store
-                .rotate(user, session, ids[1], &a3, &r3, true)
-                .await
-                .unwrap(),
+            store.rotate(rotation(ids[1], &third, 0)).await.unwrap(),
             Rotation::Reused
         );
         assert_eq!(store.check_access(&a2).await.unwrap(), None);

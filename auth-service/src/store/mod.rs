@@ -11,7 +11,7 @@ pub use self::memory::MemoryTokenStore;
 pub use self::redis::RedisTokenStore;
 pub use self::sql::{MIGRATIONS, SqlUserStore};
 pub use self::tracked::CONNECTION_NAME as TRACKING_CONNECTION_NAME;
-pub use sessions::{NewSession, Rotation, SessionInfo, TokenStore};
+pub use sessions::{NewSession, PairRotation, Rotation, SessionInfo, TokenStore};
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};

@@ -6,6 +6,9 @@
 //!   (for Introspect, so it needs one command); TTL = the refresh token's life.
 //! - `auth:sessions:{uid}`: hash `<sid> -> <refresh_jti>`, the per-user index; TTL = the
 //!   life of the user's newest refresh token (the longest).
+//! - `auth:retry:{uid}:<old_refresh_jti>`: hash `sid next access refresh`, the pair a
+//!   rotation issued in place of that refresh token, answered again if it is presented
+//!   within AUTH_REFRESH_RETRY_WINDOW; TTL = the window.
 //!
 //! blocklist database (default 2):
 //! - `auth:blocked:{uid}:<access_jti>`: TTL = the access token's remaining life.
@@ -32,7 +35,7 @@ use redis::{
 use uuid::Uuid;
 
 use super::{
-    sessions::{NewSession, Rotation, SessionInfo, TokenStore, login_delay},
+    sessions::{NewSession, PairRotation, Rotation, SessionInfo, TokenStore, login_delay},
     tracked::{IntrospectCache, spawn_tracking},
 };
 use crate::{
@@ -67,6 +70,9 @@ fn refresh_key(user: Uuid, refresh_jti: Uuid) -> String {
 fn index_key(user: Uuid) -> String {
     format!("auth:sessions:{{{user}}}")
 }
+fn retry_key(user: Uuid, old_refresh_jti: Uuid) -> String {
+    format!("auth:retry:{{{user}}}:{old_refresh_jti}")
+}
 fn blocked_key(user: Uuid, access_jti: Uuid) -> String {
     format!("auth:blocked:{{{user}}}:{access_jti}")
 }
@@ -93,17 +99,30 @@ fn allowance_key(subject: &str, budget: &str) -> String {
     format!("auth:limit:{{{subject}}}:{budget}")
 }
 
-/// KEYS: index, old refresh, new refresh. ARGV: sid, expected refresh jti,
-/// new refresh jti, new access jti, new access exp, new refresh exp, ttl ms, refresh key
-/// prefix, reuse-is-theft flag. Returns {outcome, old access jti, old access exp}.
+/// How often a rotation re-reads the session's current refresh token when it changed
+/// between the read and the script (each time, another rotation of the session won).
+const ROTATE_ATTEMPTS: usize = 5;
+
+/// Every key it touches is in KEYS (one user's hash tag, so one Redis Cluster slot):
+/// index, presented refresh, new refresh, retry pair of the presented refresh, and the
+/// refresh key of the session's current token as the caller last read it (ARGV[8], ''
+/// for none); if that is no longer current the script changes nothing and answers
+/// {'retry'}. ARGV: sid, presented refresh jti, new refresh jti, new access jti, new
+/// access exp, new refresh exp, ttl ms, current refresh jti as read, reuse-is-theft
+/// flag, retry window ms, new access token, new refresh token.
+/// Returns {outcome, old access jti, old access exp} or {'replayed', access, refresh}.
 const ROTATE: &str = r"
 local current = redis.call('HGET', KEYS[1], ARGV[1])
+if (current or '') ~= ARGV[8] then return {'retry'} end
 if not current then return {'gone'} end
 if current ~= ARGV[2] then
   if ARGV[9] ~= '1' then return {'gone'} end
-  local key = ARGV[8] .. current
-  local old = redis.call('HMGET', key, 'ajti', 'aexp')
-  redis.call('DEL', key)
+  local kept = redis.call('HMGET', KEYS[4], 'sid', 'next', 'access', 'refresh')
+  if kept[1] == ARGV[1] and kept[2] == current and redis.call('EXISTS', KEYS[5]) == 1 then
+    return {'replayed', kept[3], kept[4]}
+  end
+  local old = redis.call('HMGET', KEYS[5], 'ajti', 'aexp')
+  redis.call('DEL', KEYS[5], KEYS[4])
   redis.call('HDEL', KEYS[1], ARGV[1])
   return {'reused', old[1] or '', old[2] or ''}
 end
@@ -118,6 +137,11 @@ redis.call('HSET', KEYS[3], 'sid', ARGV[1], 'ajti', ARGV[4], 'aexp', ARGV[5],
 redis.call('PEXPIRE', KEYS[3], ARGV[7])
 redis.call('HSET', KEYS[1], ARGV[1], ARGV[3])
 redis.call('PEXPIRE', KEYS[1], ARGV[7])
+if ARGV[10] ~= '0' then
+  redis.call('HSET', KEYS[4], 'sid', ARGV[1], 'next', ARGV[3], 'access', ARGV[11],
+    'refresh', ARGV[12])
+  redis.call('PEXPIRE', KEYS[4], ARGV[10])
+end
 return {'rotated', old[1], old[2]}
 ";
 
@@ -386,48 +410,81 @@ impl TokenStore for RedisTokenStore {
         Ok(if active { username } else { None })
     }
 
-    async fn rotate(
-        &self,
-        user_id: Uuid,
-        session_id: Uuid,
-        expected_refresh: Uuid,
-        next_access: &Claims,
-        next_refresh: &Claims,
-        reuse_is_theft: bool,
-    ) -> Result<Rotation, StoreError> {
-        let reply: redis::RedisResult<Vec<String>> = self
-            .rotate
-            .key(index_key(user_id))
-            .key(refresh_key(user_id, expected_refresh))
-            .key(refresh_key(user_id, next_refresh.jti))
-            .arg(session_id.to_string())
-            .arg(expected_refresh.to_string())
-            .arg(next_refresh.jti.to_string())
-            .arg(next_access.jti.to_string())
-            .arg(next_access.exp)
-            .arg(next_refresh.exp)
-            .arg(ms(self.refresh_ttl))
-            .arg(refresh_prefix(user_id))
-            .arg(if reuse_is_theft { "1" } else { "0" })
-            .invoke_async(&mut self.refresh.clone())
-            .await;
-        self.forget(user_id);
-        let reply = reply.map_err(classify)?;
-        let outcome = match reply.first().map(String::as_str) {
+    async fn rotate(&self, rotation: PairRotation<'_>) -> Result<Rotation, StoreError> {
+        let PairRotation {
+            expected_refresh,
+            next,
+            reuse_is_theft,
+            retry_window,
+        } = rotation;
+        let (user_id, session_id) = (next.refresh.sub, next.refresh.sid);
+        let mut conn = self.refresh.clone();
+        // Most rotations present the current token: try that first, and read the index
+        // only if another rotation got there before.
+        let mut current = Some(expected_refresh.to_string());
+        let mut reply = Vec::new();
+        for _ in 0..ROTATE_ATTEMPTS {
+            let current_key = match &current {
+                Some(jti) => format!("{}{jti}", refresh_prefix(user_id)),
+                None => refresh_key(user_id, expected_refresh),
+            };
+            let attempt: redis::RedisResult<Vec<String>> = self
+                .rotate
+                .key(index_key(user_id))
+                .key(refresh_key(user_id, expected_refresh))
+                .key(refresh_key(user_id, next.refresh.jti))
+                .key(retry_key(user_id, expected_refresh))
+                .key(current_key)
+                .arg(session_id.to_string())
+                .arg(expected_refresh.to_string())
+                .arg(next.refresh.jti.to_string())
+                .arg(next.access.jti.to_string())
+                .arg(next.access.exp)
+                .arg(next.refresh.exp)
+                .arg(ms(self.refresh_ttl))
+                .arg(current.as_deref().unwrap_or_default())
+                .arg(if reuse_is_theft { "1" } else { "0" })
+                .arg(ms(retry_window))
+                .arg(&next.access_token)
+                .arg(&next.refresh_token)
+                .invoke_async(&mut conn)
+                .await;
+            self.forget(user_id);
+            reply = attempt.map_err(classify)?;
+            if reply.first().map(String::as_str) != Some("retry") {
+                break;
+            }
+            current = conn
+                .hget(index_key(user_id), session_id.to_string())
+                .await
+                .map_err(classify)?;
+        }
+        let mut reply = reply.into_iter();
+        let outcome = match reply.next().as_deref() {
             Some("rotated") => Rotation::Rotated,
             Some("reused") => Rotation::Reused,
+            Some("replayed") => {
+                let (Some(access_token), Some(refresh_token)) = (reply.next(), reply.next()) else {
+                    return Ok(Rotation::Gone);
+                };
+                return Ok(Rotation::Replayed {
+                    access_token,
+                    refresh_token,
+                });
+            }
+            Some("retry") => {
+                return Err(StoreError::Unavailable(anyhow::anyhow!(
+                    "session {session_id} changed {ROTATE_ATTEMPTS} times during one rotation"
+                )));
+            }
             _ => return Ok(Rotation::Gone),
         };
         let tracked = match outcome {
-            Rotation::Rotated => Tracked::Opened(session_id, next_refresh.exp),
+            Rotation::Rotated => Tracked::Opened(session_id, next.refresh.exp),
             _ => Tracked::Closed(&[session_id]),
         };
-        self.block(
-            user_id,
-            &pairs(reply.into_iter().skip(1).collect()),
-            tracked,
-        )
-        .await?;
+        self.block(user_id, &pairs(reply.collect()), tracked)
+            .await?;
         Ok(outcome)
     }
 

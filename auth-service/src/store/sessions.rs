@@ -6,7 +6,11 @@ use std::time::Duration;
 use async_trait::async_trait;
 use uuid::Uuid;
 
-use crate::{admission::Budget, error::StoreError, tokens::Claims};
+use crate::{
+    admission::Budget,
+    error::StoreError,
+    tokens::{Claims, IssuedPair},
+};
 
 /// What Login stores for a new session.
 #[derive(Debug, Clone)]
@@ -35,11 +39,31 @@ pub fn login_delay(failures: u32, free: u32, max_delay: Duration) -> Option<Dura
     Some(delay.min(max_delay))
 }
 
+/// A rotation to attempt: `next` (of its user and session) becomes the session's pair
+/// if `expected_refresh` is still the session's current refresh token id.
+#[derive(Debug, Clone, Copy)]
+pub struct PairRotation<'a> {
+    pub expected_refresh: Uuid,
+    pub next: &'a IssuedPair,
+    /// Whether an `expected_refresh` that is no longer current was stolen (a refresh
+    /// token presented again) rather than a session that moved on under its caller.
+    pub reuse_is_theft: bool,
+    /// For how long after this rotation `expected_refresh`, presented again, answers
+    /// `next` (AUTH_REFRESH_RETRY_WINDOW); zero keeps nothing.
+    pub retry_window: Duration,
+}
+
 /// The outcome of trying to rotate a session's pair.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Rotation {
     /// The new pair is now the session's; the old one is dead.
     Rotated,
+    /// The presented refresh token was rotated less than the retry window ago and the
+    /// pair that rotation issued is still the session's: that pair, byte for byte.
+    Replayed {
+        access_token: String,
+        refresh_token: String,
+    },
     /// The presented refresh token had already been rotated: the session was revoked.
     Reused,
     /// No such live session.
@@ -57,16 +81,10 @@ pub trait TokenStore: Send + Sync + 'static {
     async fn check_access(&self, access: &Claims) -> Result<Option<String>, StoreError>;
 
     /// Replaces the session's pair if `expected_refresh` (a refresh token id) is still its
-    /// current one. Otherwise, when `reuse_is_theft`, the session is revoked (`Reused`).
-    async fn rotate(
-        &self,
-        user_id: Uuid,
-        session_id: Uuid,
-        expected_refresh: Uuid,
-        next_access: &Claims,
-        next_refresh: &Claims,
-        reuse_is_theft: bool,
-    ) -> Result<Rotation, StoreError>;
+    /// current one, remembering the new pair for the retry window. Otherwise, when
+    /// `reuse_is_theft`: the remembered pair if it is still the session's (`Replayed`),
+    /// else the session is revoked (`Reused`). One atomic step.
+    async fn rotate(&self, rotation: PairRotation<'_>) -> Result<Rotation, StoreError>;
 
     /// Revokes one session; false if it was not live.
     async fn revoke_session(&self, user_id: Uuid, session_id: Uuid) -> Result<bool, StoreError>;
