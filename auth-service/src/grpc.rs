@@ -250,4 +250,13 @@ impl IntrospectionService for AuthGrpc {
         };
         Ok(Response::new(response))
     }
+
+    // A placeholder so this branch compiles: issue 18 only needs the RPC to exist; the
+    // branch that implements ListKeys replaces it.
+    async fn list_keys(
+        &self,
+        _request: Request<pb::ListKeysRequest>,
+    ) -> Result<Response<pb::ListKeysResponse>, Status> {
+        Err(Status::unimplemented("ListKeys is not implemented yet"))
+    }
 }

@@ -338,4 +338,5 @@ pub fn violated_fields(status: &tonic::Status) -> Vec<String> {
 }
 
 pub mod blog;
+pub mod gateway;
 pub mod stores;
