@@ -204,6 +204,26 @@ async fn bad_settings_stop_the_start_with_one_line_naming_the_variable() {
             ("GATEWAY_REQUEST_TIMEOUT", "10".into()),
             "GATEWAY_REQUEST_TIMEOUT",
         ),
+        (
+            &dir,
+            ("AUTH_TRUSTED_PROXIES", "10.0.0.1,not-an-address".into()),
+            "AUTH_TRUSTED_PROXIES",
+        ),
+        (
+            &dir,
+            ("AUTH_TRUSTED_PROXIES", "10.0.0.0/40".into()),
+            "AUTH_TRUSTED_PROXIES",
+        ),
+        (
+            &dir,
+            ("AUTH_ADDRESS_HASH_LIMIT", "-1".into()),
+            "AUTH_ADDRESS_HASH_LIMIT",
+        ),
+        (
+            &dir,
+            ("AUTH_ADDRESS_REGISTRATION_WINDOW", "0s".into()),
+            "AUTH_ADDRESS_REGISTRATION_WINDOW",
+        ),
     ];
     for (cwd, setting, named) in cases {
         let env = [

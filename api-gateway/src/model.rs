@@ -55,7 +55,11 @@ impl TryFrom<Option<auth::User>> for User {
 pub struct SignupBody {
     /// 3-32 characters: ASCII letters, digits, `.`, `_`, `-`, starting with a letter or
     /// a digit; unique case-insensitively.
-    #[schema(min_length = 3, max_length = 32)]
+    #[schema(
+        min_length = 3,
+        max_length = 32,
+        pattern = "^[A-Za-z0-9][A-Za-z0-9._-]{2,31}$"
+    )]
     pub username: String,
     /// An email address of at most 254 characters; unique case-insensitively.
     #[schema(format = Email, max_length = 254)]
@@ -134,7 +138,11 @@ impl Tokens {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ProfileBody {
-    #[schema(min_length = 3, max_length = 32)]
+    #[schema(
+        min_length = 3,
+        max_length = 32,
+        pattern = "^[A-Za-z0-9][A-Za-z0-9._-]{2,31}$"
+    )]
     pub username: Option<String>,
     #[schema(format = Email, max_length = 254)]
     pub email: Option<String>,

@@ -4,7 +4,13 @@
 use std::{net::SocketAddr, time::Duration};
 
 use clap::Parser;
+use ipnet::IpNet;
 use pair_common::duration::parse_duration;
+
+use crate::{
+    admission::{AdmissionLimits, Budget},
+    client::parse_trusted_proxy,
+};
 
 /// Users, sessions and JWT token pairs over gRPC.
 #[derive(Debug, Clone, Parser)]
@@ -138,6 +144,58 @@ pub struct Config {
     #[arg(long, env = "AUTH_LOGIN_MAX_DELAY", value_name = "AUTH_LOGIN_MAX_DELAY", default_value = "5m", value_parser = parse_duration)]
     pub login_max_delay: Duration,
 
+    /// Calls of one client address that may wait for or hold a password hash at once in
+    /// this process (Login, Register, ChangePassword); past that RESOURCE_EXHAUSTED,
+    /// before anything is looked up. 0 means no limit.
+    #[arg(
+        long,
+        env = "AUTH_ADDRESS_HASHES_IN_FLIGHT",
+        value_name = "AUTH_ADDRESS_HASHES_IN_FLIGHT",
+        default_value_t = 4
+    )]
+    pub address_hashes_in_flight: u32,
+
+    /// Password hashes one client address may cost per AUTH_ADDRESS_HASH_WINDOW, counted
+    /// in the token store (shared by every replica). 0 means no limit.
+    #[arg(
+        long,
+        env = "AUTH_ADDRESS_HASH_LIMIT",
+        value_name = "AUTH_ADDRESS_HASH_LIMIT",
+        default_value_t = 60
+    )]
+    pub address_hash_limit: u32,
+
+    /// The window of AUTH_ADDRESS_HASH_LIMIT.
+    #[arg(long, env = "AUTH_ADDRESS_HASH_WINDOW", value_name = "AUTH_ADDRESS_HASH_WINDOW", default_value = "1m", value_parser = parse_duration)]
+    pub address_hash_window: Duration,
+
+    /// Registrations one client address may attempt per AUTH_ADDRESS_REGISTRATION_WINDOW
+    /// (each that gets as far as hashing counts), shared by every replica. 0 means no
+    /// limit.
+    #[arg(
+        long,
+        env = "AUTH_ADDRESS_REGISTRATION_LIMIT",
+        value_name = "AUTH_ADDRESS_REGISTRATION_LIMIT",
+        default_value_t = 20
+    )]
+    pub address_registration_limit: u32,
+
+    /// The window of AUTH_ADDRESS_REGISTRATION_LIMIT.
+    #[arg(long, env = "AUTH_ADDRESS_REGISTRATION_WINDOW", value_name = "AUTH_ADDRESS_REGISTRATION_WINDOW", default_value = "1h", value_parser = parse_duration)]
+    pub address_registration_window: Duration,
+
+    /// Peers whose `x-forwarded-for` metadata names the client (load balancers, the HTTP
+    /// gateway): addresses or CIDR ranges, comma-separated. Unset means none: every
+    /// client is counted by its own connection's address.
+    #[arg(
+        long,
+        env = "AUTH_TRUSTED_PROXIES",
+        value_name = "AUTH_TRUSTED_PROXIES",
+        value_delimiter = ',',
+        value_parser = parse_trusted_proxy
+    )]
+    pub trusted_proxies: Vec<IpNet>,
+
     /// Deadline for a store (database, Redis) to answer one operation.
     #[arg(long, env = "AUTH_STORE_TIMEOUT", value_name = "AUTH_STORE_TIMEOUT", default_value = "2s", value_parser = parse_duration)]
     pub store_timeout: Duration,
@@ -185,6 +243,21 @@ impl Config {
             return Err("AUTH_HASH_CONCURRENCY must be at least 1".into());
         }
         Ok(())
+    }
+
+    /// The per-address limits in front of password hashing.
+    pub fn admission_limits(&self) -> AdmissionLimits {
+        AdmissionLimits {
+            in_flight_per_address: self.address_hashes_in_flight,
+            hashes: Budget {
+                limit: self.address_hash_limit,
+                window: self.address_hash_window,
+            },
+            registrations: Budget {
+                limit: self.address_registration_limit,
+                window: self.address_registration_window,
+            },
+        }
     }
 
     /// Hashing permits: the configured number, else max(1, cores - 1).

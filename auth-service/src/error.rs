@@ -4,6 +4,9 @@ use pair_common::grpc::{FieldViolation, bad_request};
 use tonic::Status;
 use tonic_types::StatusExt as _;
 
+/// The retry delay sent with a full hashing queue: a few hashes' time, rounded up.
+const OVERLOADED_RETRY: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// Everything a call can end with besides success. Expected outcomes are variants;
 /// the unexpected is `Internal`, whose cause is logged and never sent to the client.
 #[derive(Debug, thiserror::Error)]
@@ -26,6 +29,10 @@ pub enum AuthError {
     /// The password hashing queue is full.
     #[error("too many password checks in progress; retry shortly")]
     Overloaded,
+    /// The client's address is over its share of password hashing (`admission`): retry
+    /// after the delay. Decided before any user is looked up.
+    #[error("too many password checks from this address; retry in {} s", .0.as_secs().max(1))]
+    RateLimited(std::time::Duration),
     #[error("a store is unavailable")]
     Unavailable(#[source] anyhow::Error),
     #[error("internal error")]
@@ -71,12 +78,18 @@ impl From<AuthError> for Status {
                 Status::unauthenticated(error.to_string())
             }
             AuthError::NotFound(_) => Status::not_found(error.to_string()),
-            AuthError::Overloaded => Status::resource_exhausted(error.to_string()),
-            AuthError::Throttled(delay) => Status::with_error_details(
+            AuthError::Overloaded => Status::with_error_details(
                 tonic::Code::ResourceExhausted,
                 error.to_string(),
-                tonic_types::ErrorDetails::with_retry_info(Some(delay)),
+                tonic_types::ErrorDetails::with_retry_info(Some(OVERLOADED_RETRY)),
             ),
+            AuthError::Throttled(delay) | AuthError::RateLimited(delay) => {
+                Status::with_error_details(
+                    tonic::Code::ResourceExhausted,
+                    error.to_string(),
+                    tonic_types::ErrorDetails::with_retry_info(Some(delay)),
+                )
+            }
             AuthError::Unavailable(cause) => {
                 tracing::warn!(error = format!("{cause:#}"), "store unavailable");
                 Status::unavailable("a backing store is unavailable; retry shortly")

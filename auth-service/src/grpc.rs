@@ -1,5 +1,7 @@
 //! gRPC adapters: read metadata, convert proto to domain, call `AuthCore`, convert back.
 
+use std::{net::IpAddr, sync::Arc};
+
 use chrono::{DateTime, Utc};
 use pair_proto::auth::v1::{
     self as pb, auth_service_server::AuthService,
@@ -9,6 +11,7 @@ use prost_types::Timestamp;
 use tonic::{Request, Response, Status, metadata::MetadataMap};
 
 use crate::{
+    client::TrustedProxies,
     domain::User,
     metrics::{AuthMetrics, IntrospectOutcome},
     service::{AuthCore, Principal},
@@ -21,11 +24,30 @@ use crate::{
 pub struct AuthGrpc {
     core: AuthCore,
     metrics: Option<AuthMetrics>,
+    proxies: Arc<TrustedProxies>,
 }
 
 impl AuthGrpc {
-    pub fn new(core: AuthCore, metrics: Option<AuthMetrics>) -> Self {
-        Self { core, metrics }
+    pub fn new(core: AuthCore, metrics: Option<AuthMetrics>, proxies: TrustedProxies) -> Self {
+        Self {
+            core,
+            metrics,
+            proxies: Arc::new(proxies),
+        }
+    }
+
+    /// The client's address: the peer's, or the one a trusted proxy forwarded.
+    fn client<T>(&self, request: &Request<T>) -> Option<IpAddr> {
+        let forwarded: Option<Vec<&str>> = request
+            .metadata()
+            .get_all("x-forwarded-for")
+            .iter()
+            .map(|value| value.to_str().ok())
+            .collect();
+        let peer = request.remote_addr().map(|addr| addr.ip());
+        // A value that is not text is malformed: the peer is counted.
+        self.proxies
+            .client_address(peer, forwarded.as_deref().unwrap_or_default())
     }
 
     async fn principal(&self, metadata: &MetadataMap) -> Result<Principal, Status> {
@@ -88,10 +110,11 @@ impl AuthService for AuthGrpc {
         &self,
         request: Request<pb::RegisterRequest>,
     ) -> Result<Response<pb::RegisterResponse>, Status> {
+        let client = self.client(&request);
         let r = request.into_inner();
         let user = self
             .core
-            .register(&r.username, &r.email, &r.password)
+            .register(&r.username, &r.email, &r.password, client)
             .await?;
         Ok(Response::new(pb::RegisterResponse {
             user: Some(user.into()),
@@ -108,7 +131,7 @@ impl AuthService for AuthGrpc {
             .and_then(|v| v.to_str().ok())
             .unwrap_or_default()
             .to_owned();
-        let client = request.remote_addr().map(|addr| addr.ip());
+        let client = self.client(&request);
         let r = request.into_inner();
         let (pair, user) = self
             .core
@@ -165,10 +188,11 @@ impl AuthService for AuthGrpc {
         request: Request<pb::ChangePasswordRequest>,
     ) -> Result<Response<pb::ChangePasswordResponse>, Status> {
         let principal = self.principal(request.metadata()).await?;
+        let client = self.client(&request);
         let r = request.into_inner();
         let pair = self
             .core
-            .change_password(&principal, &r.current_password, &r.new_password)
+            .change_password(&principal, &r.current_password, &r.new_password, client)
             .await?;
         Ok(Response::new(pb::ChangePasswordResponse {
             tokens: Some(pair.into()),

@@ -4,6 +4,8 @@
 //! `run_until_stopped(shutdown)` serves until the shutdown future resolves. `main.rs`
 //! and the tests run exactly this.
 
+pub mod admission;
+pub mod client;
 pub mod config;
 pub mod domain;
 pub mod error;
@@ -30,6 +32,8 @@ use tonic::service::Routes;
 pub use config::Config;
 
 use crate::{
+    admission::Admission,
+    client::TrustedProxies,
     grpc::AuthGrpc,
     metrics::AuthMetrics,
     password::PasswordHasher,
@@ -81,11 +85,13 @@ impl Application {
             window: config.login_failure_window,
             max_delay: config.login_max_delay,
         };
-        let core = AuthCore::new(users, tokens.clone(), hasher, codec, throttle);
+        let admission = Admission::new(config.admission_limits());
+        let core = AuthCore::new(users, tokens.clone(), hasher, codec, throttle, admission);
 
         let metrics = config.metrics_addr.map(|_| Arc::new(Metrics::new()));
         let auth_metrics = metrics.as_deref().map(AuthMetrics::register);
-        let grpc = AuthGrpc::new(core.clone(), auth_metrics.clone());
+        let proxies = TrustedProxies::new(config.trusted_proxies.clone());
+        let grpc = AuthGrpc::new(core.clone(), auth_metrics.clone(), proxies);
         let probe_core = core.clone();
         let server = PreparedServer::build(ServerSetup {
             name: "auth-service",

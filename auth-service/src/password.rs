@@ -1,19 +1,30 @@
-//! argon2id hashing on dedicated threads, with bounded concurrency (DESIGN.md §7):
-//! `permits` worker threads hash (so at most that many cores go to hashing and the
-//! async runtime keeps the rest for token checks), at most `queue` calls wait, and the
-//! rest are turned away at once. Each worker reuses one 19 MiB block buffer, so memory
-//! stays at permits × 19 MiB instead of growing with every thread that ever hashed.
+//! argon2id hashing on dedicated threads, with bounded concurrency (docs: README,
+//! "Password hashing"): `permits` worker threads hash (so at most that many cores go to
+//! hashing and the async runtime keeps the rest for token checks), at most `queue` calls
+//! wait, and the rest are turned away at once. Each worker reuses one 19 MiB block
+//! buffer, so memory stays at permits × 19 MiB instead of growing with every thread that
+//! ever hashed.
+//!
+//! The waiting calls are served round-robin by client address, not first come first
+//! served: with one address's calls queued four deep (its share, see `admission`), a
+//! call from another address waits for at most the hash in progress and one of each
+//! other waiting address, instead of behind all of the flood's. A call whose caller has
+//! gone away by the time its turn comes is skipped, not hashed.
 
-use std::sync::{Arc, Mutex};
+use std::{
+    collections::{HashMap, VecDeque},
+    net::IpAddr,
+    sync::{Arc, Condvar, Mutex, MutexGuard},
+};
 
 use anyhow::Context as _;
 use argon2::{
     Algorithm, Argon2, Block, Params, PasswordHash, Version,
     password_hash::phc::{Output, ParamsString, Salt},
 };
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::oneshot;
 
-use crate::{domain::Password, error::AuthError};
+use crate::{admission::Ticket, domain::Password, error::AuthError};
 
 const SALT_LEN: usize = 16;
 
@@ -34,11 +45,72 @@ struct Job {
     reply: oneshot::Sender<anyhow::Result<Answer>>,
 }
 
+/// The waiting jobs, one line per client address, served in turn.
+#[derive(Default)]
+struct FairQueue {
+    lines: HashMap<Option<IpAddr>, VecDeque<Job>>,
+    /// Addresses with waiting jobs, in the order they are served next.
+    turns: VecDeque<Option<IpAddr>>,
+    waiting: usize,
+    closed: bool,
+}
+
+impl FairQueue {
+    fn push(&mut self, address: Option<IpAddr>, job: Job) {
+        let line = self.lines.entry(address).or_default();
+        if line.is_empty() {
+            self.turns.push_back(address);
+        }
+        line.push_back(job);
+        self.waiting += 1;
+    }
+
+    fn pop(&mut self) -> Option<Job> {
+        let address = self.turns.pop_front()?;
+        let line = self.lines.get_mut(&address)?;
+        let job = line.pop_front();
+        if line.is_empty() {
+            self.lines.remove(&address);
+        } else {
+            self.turns.push_back(address);
+        }
+        self.waiting -= usize::from(job.is_some());
+        job
+    }
+}
+
+/// The queue and the signal the workers wait on.
+#[derive(Default)]
+struct Shared {
+    queue: Mutex<FairQueue>,
+    ready: Condvar,
+}
+
+impl Shared {
+    fn queue(&self) -> MutexGuard<'_, FairQueue> {
+        self.queue
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+/// Ends the worker threads when the last clone of the hasher is dropped.
+struct Closer(Arc<Shared>);
+
+impl Drop for Closer {
+    fn drop(&mut self) {
+        self.0.queue().closed = true;
+        self.0.ready.notify_all();
+    }
+}
+
 /// Hashes and verifies passwords. `Argon2::default()` is argon2id with m = 19 MiB,
 /// t = 2, p = 1: the OWASP recommendation.
 #[derive(Clone)]
 pub struct PasswordHasher {
-    jobs: mpsc::Sender<Job>,
+    shared: Arc<Shared>,
+    queue_limit: usize,
+    _closer: Arc<Closer>,
     /// Verified against when the user does not exist, so Login takes as long for an
     /// unknown user as for a wrong password.
     dummy_hash: Arc<str>,
@@ -48,27 +120,28 @@ impl PasswordHasher {
     /// Starts `permits` hashing threads; `queue` calls (at least 1) may wait for one.
     /// The threads end when the last clone of the hasher is dropped.
     pub fn new(permits: usize, queue: usize) -> anyhow::Result<Self> {
-        let (jobs, receiver) = mpsc::channel::<Job>(queue.max(1));
-        let receiver = Arc::new(Mutex::new(receiver));
+        let shared = Arc::new(Shared::default());
         for worker in 0..permits.max(1) {
-            let receiver = receiver.clone();
+            let shared = shared.clone();
             std::thread::Builder::new()
                 .name(format!("argon2-{worker}"))
-                .spawn(move || work(&receiver))
+                .spawn(move || work(&shared))
                 .context("cannot start a password hashing thread")?;
         }
         let mut memory = vec![Block::default(); Params::DEFAULT.block_count()];
         let dummy_hash = hash_with(&mut memory, "dummy password for unknown users")?;
         Ok(Self {
-            jobs,
+            _closer: Arc::new(Closer(shared.clone())),
+            shared,
+            queue_limit: queue.max(1),
             dummy_hash: dummy_hash.into(),
         })
     }
 
-    /// The PHC string of a new salted hash of `password`.
-    pub async fn hash(&self, password: &Password) -> Result<String, AuthError> {
+    /// The PHC string of a new salted hash of `password`, for the holder of `ticket`.
+    pub async fn hash(&self, password: &Password, ticket: &Ticket) -> Result<String, AuthError> {
         let password = password.expose().to_owned();
-        match self.run(Work::Hash { password }).await? {
+        match self.run(Work::Hash { password }, ticket).await? {
             Answer::Hashed(hash) => Ok(hash),
             Answer::Verified(_) => Err(AuthError::Internal(anyhow::anyhow!(
                 "hasher mixed up a job"
@@ -78,11 +151,16 @@ impl PasswordHasher {
 
     /// Whether `password` matches `hash`; with no hash (unknown user) it checks against
     /// the dummy hash and answers false, taking the same time.
-    pub async fn verify(&self, password: &str, hash: Option<&str>) -> Result<bool, AuthError> {
+    pub async fn verify(
+        &self,
+        password: &str,
+        hash: Option<&str>,
+        ticket: &Ticket,
+    ) -> Result<bool, AuthError> {
         let known = hash.is_some();
         let hash: Arc<str> = hash.map_or_else(|| self.dummy_hash.clone(), Arc::from);
         let password = password.to_owned();
-        match self.run(Work::Verify { password, hash }).await? {
+        match self.run(Work::Verify { password, hash }, ticket).await? {
             Answer::Verified(matches) => Ok(known && matches),
             Answer::Hashed(_) => Err(AuthError::Internal(anyhow::anyhow!(
                 "hasher mixed up a job"
@@ -90,19 +168,21 @@ impl PasswordHasher {
         }
     }
 
-    async fn run(&self, work: Work) -> Result<Answer, AuthError> {
+    async fn run(&self, work: Work, ticket: &Ticket) -> Result<Answer, AuthError> {
         let (reply, answer) = oneshot::channel();
         let job = Job {
             work,
             span: tracing::Span::current(),
             reply,
         };
-        self.jobs.try_send(job).map_err(|error| match error {
-            mpsc::error::TrySendError::Full(_) => AuthError::Overloaded,
-            mpsc::error::TrySendError::Closed(_) => {
-                AuthError::Internal(anyhow::anyhow!("the password hashing threads are gone"))
+        {
+            let mut queue = self.shared.queue();
+            if queue.waiting >= self.queue_limit {
+                return Err(AuthError::Overloaded);
             }
-        })?;
+            queue.push(ticket.address(), job);
+        }
+        self.shared.ready.notify_one();
         answer
             .await
             .context("a password hashing thread stopped")
@@ -112,16 +192,28 @@ impl PasswordHasher {
 }
 
 /// A worker thread: takes jobs until the hasher is dropped, reusing one buffer.
-fn work(receiver: &Mutex<mpsc::Receiver<Job>>) {
+fn work(shared: &Shared) {
     let mut memory = vec![Block::default(); Params::DEFAULT.block_count()];
     loop {
         let job = {
-            let mut receiver = receiver
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
-            receiver.blocking_recv()
+            let mut queue = shared.queue();
+            loop {
+                if let Some(job) = queue.pop() {
+                    break job;
+                }
+                if queue.closed {
+                    return;
+                }
+                queue = shared
+                    .ready
+                    .wait(queue)
+                    .unwrap_or_else(std::sync::PoisonError::into_inner);
+            }
         };
-        let Some(job) = job else { break };
+        if job.reply.is_closed() {
+            // The call was cancelled while it waited: nobody wants this hash.
+            continue;
+        }
         let _entered = job.span.enter();
         let _argon2 = tracing::debug_span!("argon2").entered();
         let answer = match &job.work {
@@ -202,24 +294,32 @@ mod tests {
 
     use super::*;
 
+    fn anyone() -> Ticket {
+        Ticket::untracked(None)
+    }
+
+    fn from(address: &str) -> Ticket {
+        Ticket::untracked(Some(address.parse().unwrap()))
+    }
+
     #[tokio::test]
     async fn a_hash_verifies_its_password_and_no_other() {
         let hasher = PasswordHasher::new(1, 4).unwrap();
         let password = Password::parse("correct horse battery", None).unwrap();
-        let hash = hasher.hash(&password).await.unwrap();
+        let hash = hasher.hash(&password, &anyone()).await.unwrap();
         assert!(
             hash.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"),
             "{hash}"
         );
         assert!(
             hasher
-                .verify("correct horse battery", Some(&hash))
+                .verify("correct horse battery", Some(&hash), &anyone())
                 .await
                 .unwrap()
         );
         assert!(
             !hasher
-                .verify("wrong horse battery", Some(&hash))
+                .verify("wrong horse battery", Some(&hash), &anyone())
                 .await
                 .unwrap()
         );
@@ -229,7 +329,10 @@ mod tests {
     async fn our_hashes_and_the_argon2_crates_agree_both_ways() {
         let hasher = PasswordHasher::new(1, 4).unwrap();
         let ours = hasher
-            .hash(&Password::parse("interop passphrase", None).unwrap())
+            .hash(
+                &Password::parse("interop passphrase", None).unwrap(),
+                &anyone(),
+            )
             .await
             .unwrap();
         let parsed = PasswordHash::new(&ours).unwrap();
@@ -244,7 +347,7 @@ mod tests {
             .to_string();
         assert!(
             hasher
-                .verify("interop passphrase", Some(&theirs))
+                .verify("interop passphrase", Some(&theirs), &anyone())
                 .await
                 .unwrap()
         );
@@ -259,7 +362,7 @@ mod tests {
         .to_string();
         assert!(
             hasher
-                .verify("interop passphrase", Some(&cheap))
+                .verify("interop passphrase", Some(&cheap), &anyone())
                 .await
                 .unwrap()
         );
@@ -270,7 +373,7 @@ mod tests {
         let hasher = PasswordHasher::new(1, 4).unwrap();
         assert!(
             !hasher
-                .verify("dummy password for unknown users", None)
+                .verify("dummy password for unknown users", None, &anyone())
                 .await
                 .unwrap()
         );
@@ -281,7 +384,7 @@ mod tests {
         let hasher = PasswordHasher::new(1, 4).unwrap();
         assert!(
             hasher
-                .verify("anything", Some("not a phc string"))
+                .verify("anything", Some("not a phc string"), &anyone())
                 .await
                 .is_err()
         );
@@ -295,7 +398,7 @@ mod tests {
         let calls: Vec<_> = (0..8)
             .map(|_| {
                 let hasher = hasher.clone();
-                tokio::spawn(async move { hasher.verify("some password", None).await })
+                tokio::spawn(async move { hasher.verify("some password", None, &anyone()).await })
             })
             .collect();
         let mut turned_away = 0;
@@ -307,5 +410,39 @@ mod tests {
             }
         }
         assert!(turned_away >= 1, "no call was turned away");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_queue_of_one_address_does_not_hold_back_another_address() {
+        let hasher = PasswordHasher::new(1, 16).unwrap();
+        let (done, mut order) = tokio::sync::mpsc::unbounded_channel();
+        let call = |label: &'static str, address: &'static str| {
+            let (hasher, done) = (hasher.clone(), done.clone());
+            tokio::spawn(async move {
+                hasher
+                    .verify("some password", None, &from(address))
+                    .await
+                    .unwrap();
+                done.send(label).unwrap();
+            })
+        };
+        let mut calls = Vec::new();
+        for label in ["flood 1", "flood 2", "flood 3", "flood 4", "flood 5"] {
+            calls.push(call(label, "192.0.2.66"));
+            tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+        }
+        calls.push(call("user", "192.0.2.1"));
+        for call in calls {
+            call.await.unwrap();
+        }
+        drop(done);
+        let mut finished = Vec::new();
+        while let Some(label) = order.recv().await {
+            finished.push(label);
+        }
+        let user = finished.iter().position(|l| *l == "user").unwrap();
+        // First come, first served would put the user last (index 5). Round-robin
+        // serves it after the hash in progress and at most one more of the flood's.
+        assert!(user <= 2, "served in the order {finished:?}");
     }
 }

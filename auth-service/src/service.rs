@@ -7,6 +7,7 @@ use pair_common::time::now;
 use uuid::Uuid;
 
 use crate::{
+    admission::{Admission, Purpose, Ticket, counted_address},
     domain::{self, Password, User},
     error::AuthError,
     password::PasswordHasher,
@@ -47,6 +48,7 @@ pub struct AuthCore {
     hasher: PasswordHasher,
     codec: TokenCodec,
     throttle: Arc<LoginThrottle>,
+    admission: Arc<Admission>,
 }
 
 impl AuthCore {
@@ -56,6 +58,7 @@ impl AuthCore {
         hasher: PasswordHasher,
         codec: TokenCodec,
         throttle: LoginThrottle,
+        admission: Admission,
     ) -> Self {
         Self {
             users,
@@ -63,7 +66,15 @@ impl AuthCore {
             hasher,
             codec,
             throttle: Arc::new(throttle),
+            admission: Arc::new(admission),
         }
+    }
+
+    /// A place in front of password hashing for `client`, or RESOURCE_EXHAUSTED.
+    async fn admit(&self, client: Option<IpAddr>, purpose: Purpose) -> Result<Ticket, AuthError> {
+        self.admission
+            .admit(self.tokens.as_ref(), client, purpose)
+            .await
     }
 
     pub async fn register(
@@ -71,10 +82,13 @@ impl AuthCore {
         username: &str,
         email: &str,
         password: &str,
+        client: Option<IpAddr>,
     ) -> Result<User, AuthError> {
         let new =
             domain::parse_registration(username, email, password).map_err(AuthError::Validation)?;
-        let password_hash = self.hasher.hash(&new.password).await?;
+        let ticket = self.admit(client, Purpose::Register).await?;
+        let password_hash = self.hasher.hash(&new.password, &ticket).await?;
+        drop(ticket);
         let now = now();
         let user = User {
             id: Uuid::now_v7(),
@@ -101,6 +115,8 @@ impl AuthCore {
         if !violations.is_empty() {
             return Err(AuthError::Validation(violations));
         }
+        // Before the user is looked up: the answer must not depend on whether it exists.
+        let ticket = self.admit(client, Purpose::Verify).await?;
         let found = self.users.find_by_username(username).await?;
         // Failures count against the account (its id: a name freed and taken again
         // starts afresh) or, for a name that does not exist, against the name, so
@@ -109,7 +125,7 @@ impl AuthCore {
             || format!("n:{}", username.to_lowercase()),
             |f| format!("u:{}", f.user.id),
         );
-        let address_key = client.map(|ip| format!("a:{ip}"));
+        let address_key = client.map(|ip| format!("a:{}", counted_address(ip)));
         if self.throttle.enabled {
             let keys: Vec<String> = std::iter::once(username_key.clone())
                 .chain(address_key.clone())
@@ -120,7 +136,9 @@ impl AuthCore {
             }
         }
         let hash = found.as_ref().map(|f| f.password_hash.as_str());
-        if !self.hasher.verify(password, hash).await? {
+        let verified = self.hasher.verify(password, hash, &ticket).await?;
+        drop(ticket);
+        if !verified {
             tracing::info!("login refused: wrong username or password");
             if self.throttle.enabled {
                 // The address count is of failures against real accounts: it bounds how
@@ -292,6 +310,7 @@ impl AuthCore {
         principal: &Principal,
         current: &str,
         new: &str,
+        client: Option<IpAddr>,
     ) -> Result<IssuedPair, AuthError> {
         let mut violations = Vec::new();
         check_present(
@@ -306,6 +325,7 @@ impl AuthCore {
         let Some(new) = new.filter(|_| violations.is_empty()) else {
             return Err(AuthError::Validation(violations));
         };
+        let ticket = self.admit(client, Purpose::Verify).await?;
         let found = self
             .users
             .find_by_id(principal.claims.sub)
@@ -313,12 +333,13 @@ impl AuthCore {
             .ok_or(AuthError::Unauthenticated("the user no longer exists"))?;
         if !self
             .hasher
-            .verify(current, Some(&found.password_hash))
+            .verify(current, Some(&found.password_hash), &ticket)
             .await?
         {
             return Err(AuthError::Unauthenticated("current_password is wrong"));
         }
-        let hash = self.hasher.hash(&new).await?;
+        let hash = self.hasher.hash(&new, &ticket).await?;
+        drop(ticket);
         self.users
             .set_password_hash(found.user.id, &hash, now())
             .await?;

@@ -13,7 +13,7 @@ use hyper_util::{
 };
 use serde_json::Value;
 
-use super::{Backend, Running, blog::spawn_blog_on, spawn, spawn_auth_on};
+use super::{Backend, Running, auth_config_on, blog::spawn_blog_on, spawn, start_auth};
 
 /// The configuration tests run the gateway with: port 0, the given services.
 pub fn gateway_config(auth_url: String, blog_url: String) -> api_gateway::Config {
@@ -49,7 +49,12 @@ pub struct Stack {
 
 /// auth-service and blog-service on fresh stores of `backend`, the gateway in front.
 pub async fn spawn_stack(backend: Backend) -> Stack {
-    let auth = spawn_auth_on(backend).await;
+    spawn_stack_with(backend, auth_config_on(backend).await).await
+}
+
+/// The same with auth-service configured by `auth_config`.
+pub async fn spawn_stack_with(backend: Backend, auth_config: auth_service::Config) -> Stack {
+    let auth = start_auth(auth_config).await;
     let blog = spawn_blog_on(backend, &auth).await;
     let gateway = start_gateway(gateway_config(auth.url(), blog.url())).await;
     Stack {
@@ -186,8 +191,8 @@ impl Http {
         self.call(Method::POST, path, token, Some(body)).await
     }
 
-    /// Signs up a fresh user and logs in; returns (username, login answer).
-    pub async fn signup_and_login(&self, prefix: &str) -> (String, Answer) {
+    /// Signs up a fresh user; returns the username.
+    pub async fn signup(&self, prefix: &str) -> String {
         let username = super::unique_name(prefix);
         let signup = self
             .post(
@@ -201,6 +206,12 @@ impl Http {
             )
             .await;
         assert_eq!(signup.status, StatusCode::CREATED, "{}", signup.text);
+        username
+    }
+
+    /// Signs up a fresh user and logs in; returns (username, login answer).
+    pub async fn signup_and_login(&self, prefix: &str) -> (String, Answer) {
+        let username = self.signup(prefix).await;
         let login = self
             .post(
                 "/api/v1/login",

@@ -181,6 +181,15 @@ pub async fn auth_config_on(backend: Backend) -> auth_service::Config {
         login_address_free_failures: 1_000_000,
         login_failure_window: Duration::from_secs(900),
         login_max_delay: Duration::from_secs(300),
+        // Tests share one Redis and all connect from 127.0.0.1, and some race eight
+        // registrations at once, so the per-address limits are off here;
+        // tests/flood.rs runs them at their defaults from addresses of its own.
+        address_hashes_in_flight: 0,
+        address_hash_limit: 0,
+        address_hash_window: Duration::from_secs(60),
+        address_registration_limit: 0,
+        address_registration_window: Duration::from_secs(3600),
+        trusted_proxies: Vec::new(),
         store_timeout: Duration::from_secs(2),
         metrics_addr: None,
         cors_allowed_origins: Vec::new(),

@@ -15,6 +15,7 @@ use uuid::Uuid;
 
 use super::sessions::{NewSession, Rotation, SessionInfo, TokenStore, login_delay};
 use crate::{
+    admission::Budget,
     error::StoreError,
     tokens::{Claims, remaining_ms},
 };
@@ -386,6 +387,36 @@ impl TokenStore for MemoryTokenStore {
     async fn clear_login_failures(&self, key: &str) -> Result<(), StoreError> {
         lock(&self.maps.throttle).remove(key);
         Ok(())
+    }
+
+    async fn spend_allowance(
+        &self,
+        subject: &str,
+        budgets: &[(&'static str, Budget)],
+    ) -> Result<Option<Duration>, StoreError> {
+        let now = Instant::now();
+        let mut counters = lock(&self.maps.throttle);
+        let mut wait = None;
+        for (name, budget) in budgets {
+            let fresh = Failures {
+                count: 0,
+                forget_at: now + budget.window,
+                locked_until: None,
+            };
+            let counter = counters
+                .entry(format!("{name}:{subject}"))
+                .and_modify(|c| {
+                    if c.forget_at <= now {
+                        *c = fresh;
+                    }
+                })
+                .or_insert(fresh);
+            counter.count = counter.count.saturating_add(1);
+            if counter.count > budget.limit {
+                wait = wait.max(Some(counter.forget_at - now));
+            }
+        }
+        Ok(wait)
     }
 
     async fn active_sessions(&self) -> Result<u64, StoreError> {

@@ -13,6 +13,8 @@
 //!   expiry), for the active-sessions gauge; expired members are dropped at each read.
 //! - `auth:throttle:{<key>}:failures` and `…:lock`: failed logins of a username or a
 //!   client address, and the wait they impose; TTL = the failure window / the wait.
+//! - `auth:limit:{a:<address>}:hashes` and `…:registrations`: what one client address
+//!   spent of its budgets in front of password hashing (`admission`); TTL = the window.
 //!
 //! Every multi-key change of the refresh database is one Lua script (atomic), and the
 //! refresh database is the authority: an access token is active only if it is the twin
@@ -34,6 +36,7 @@ use super::{
     tracked::{IntrospectCache, spawn_tracking},
 };
 use crate::{
+    admission::Budget,
     error::StoreError,
     tokens::{Claims, remaining_ms},
 };
@@ -85,6 +88,9 @@ fn failures_key(key: &str) -> String {
 }
 fn lock_key(key: &str) -> String {
     format!("auth:throttle:{{{key}}}:lock")
+}
+fn allowance_key(subject: &str, budget: &str) -> String {
+    format!("auth:limit:{{{subject}}}:{budget}")
 }
 
 /// KEYS: index, old refresh, new refresh. ARGV: sid, expected refresh jti,
@@ -567,6 +573,35 @@ impl TokenStore for RedisTokenStore {
             .del::<_, ()>(&[failures_key(key), lock_key(key)])
             .await
             .map_err(classify)
+    }
+
+    async fn spend_allowance(
+        &self,
+        subject: &str,
+        budgets: &[(&'static str, Budget)],
+    ) -> Result<Option<Duration>, StoreError> {
+        let mut pipe = redis::pipe();
+        for (name, budget) in budgets {
+            let key = allowance_key(subject, name);
+            pipe.incr(&key, 1)
+                .cmd("PEXPIRE")
+                .arg(&key)
+                .arg(ms(budget.window))
+                .arg("NX")
+                .ignore()
+                .cmd("PTTL")
+                .arg(&key);
+        }
+        let counts: Vec<(u32, i64)> = pipe
+            .query_async(&mut self.blocklist.clone())
+            .await
+            .map_err(classify)?;
+        Ok(budgets
+            .iter()
+            .zip(counts)
+            .filter(|((_, budget), (count, _))| *count > budget.limit)
+            .map(|(_, (_, ttl))| Duration::from_millis(ttl.max(1).unsigned_abs()))
+            .max())
     }
 
     async fn active_sessions(&self) -> Result<u64, StoreError> {

@@ -6,7 +6,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use uuid::Uuid;
 
-use crate::{error::StoreError, tokens::Claims};
+use crate::{admission::Budget, error::StoreError, tokens::Claims};
 
 /// What Login stores for a new session.
 #[derive(Debug, Clone)]
@@ -95,6 +95,15 @@ pub trait TokenStore: Send + Sync + 'static {
 
     /// Forgets the failures and lock of `key` (after a successful login).
     async fn clear_login_failures(&self, key: &str) -> Result<(), StoreError>;
+
+    /// Spends one unit of each named budget of `subject` (a client address): each
+    /// counter starts at the first unit spent and is forgotten a window later. Past a
+    /// budget's limit, the longest time left until an exhausted counter is forgotten.
+    async fn spend_allowance(
+        &self,
+        subject: &str,
+        budgets: &[(&'static str, Budget)],
+    ) -> Result<Option<Duration>, StoreError>;
 
     /// How many sessions are live (for the metrics gauge).
     async fn active_sessions(&self) -> Result<u64, StoreError>;
