@@ -79,6 +79,20 @@ async fn signup_login_profile_and_refresh_speak_the_homeworks_json(backend: Back
     let access = login.str("access_token");
     let refresh = login.str("refresh_token");
 
+    // An OAuth2 password-flow client sends a form; its other fields are ignored.
+    let form =
+        format!("grant_type=password&username={username}&password=a+long+enough+passphrase&scope=");
+    let form_login = http
+        .raw(
+            Method::POST,
+            "/api/v1/login",
+            "application/x-www-form-urlencoded",
+            form.into_bytes(),
+        )
+        .await;
+    assert_eq!(form_login.status, StatusCode::OK, "{}", form_login.text);
+    assert_eq!(form_login.json["token_type"], "bearer");
+
     let me = http.get("/api/v1/users/me", Some(&access)).await;
     assert_eq!(me.status, StatusCode::OK, "{}", me.text);
     assert_user(&me.json, &username);

@@ -22,11 +22,23 @@ pub const MAX_BODY_BYTES: usize = 512 * 1024;
 /// Every field of every body is a string.
 pub trait BodyFields {
     const FIELDS: &'static [(&'static str, bool)];
+    /// Whether an HTML form (`application/x-www-form-urlencoded`) is accepted too, as
+    /// OAuth2 password-flow clients send a login; its other fields (`grant_type`,
+    /// `scope`, …) are ignored.
+    const FORM: bool = false;
 }
 
 /// A JSON object body with exactly the fields of `T`: unknown fields, missing ones and
 /// values that are not strings are each reported, all at once.
 pub struct JsonBody<T>(pub T);
+
+/// How a body is encoded, from its Content-Type.
+#[derive(Debug, PartialEq, Eq)]
+enum Encoding {
+    Json,
+    Form,
+    Other,
+}
 
 impl<S, T> FromRequest<S> for JsonBody<T>
 where
@@ -36,7 +48,8 @@ where
     type Rejection = ApiError;
 
     async fn from_request(request: Request, state: &S) -> Result<Self, ApiError> {
-        if !declares_json(request.headers()) {
+        let encoding = encoding(request.headers());
+        if encoding == Encoding::Other || (encoding == Encoding::Form && !T::FORM) {
             return Err(ApiError::UnsupportedMediaType);
         }
         let bytes = Bytes::from_request(request, state)
@@ -48,24 +61,42 @@ where
                     ApiError::BadRequest(rejection.body_text())
                 }
             })?;
-        parse_body(&bytes).map(JsonBody)
+        match encoding {
+            Encoding::Form => parse_form(&bytes).map(JsonBody),
+            _ => parse_body(&bytes).map(JsonBody),
+        }
     }
 }
 
-/// No Content-Type (curl without -H, some scripts) is read as JSON; any other than JSON
-/// is refused.
-fn declares_json(headers: &HeaderMap) -> bool {
+/// No Content-Type (curl without -H, some scripts) is read as JSON.
+fn encoding(headers: &HeaderMap) -> Encoding {
     let Some(value) = headers.get(header::CONTENT_TYPE) else {
-        return true;
+        return Encoding::Json;
     };
     let Ok(value) = value.to_str() else {
-        return false;
+        return Encoding::Other;
     };
     let essence = value.split(';').next().unwrap_or_default().trim();
-    essence.eq_ignore_ascii_case("application/json")
+    if essence.eq_ignore_ascii_case("application/json")
         || essence
             .rsplit_once('+')
             .is_some_and(|(_, suffix)| suffix.eq_ignore_ascii_case("json"))
+    {
+        Encoding::Json
+    } else if essence.eq_ignore_ascii_case("application/x-www-form-urlencoded") {
+        Encoding::Form
+    } else {
+        Encoding::Other
+    }
+}
+
+/// The checks of [`JsonBody`] on a form: the fields of `T` are taken, others ignored.
+pub fn parse_form<T: DeserializeOwned + BodyFields>(bytes: &[u8]) -> Result<T, ApiError> {
+    let object: serde_json::Map<String, Value> = form_urlencoded::parse(bytes)
+        .filter(|(name, _)| T::FIELDS.iter().any(|(field, _)| field == name))
+        .map(|(name, value)| (name.into_owned(), Value::String(value.into_owned())))
+        .collect();
+    check_object(object)
 }
 
 /// The checks of [`JsonBody`], on the body's bytes.
@@ -84,6 +115,12 @@ pub fn parse_body<T: DeserializeOwned + BodyFields>(bytes: &[u8]) -> Result<T, A
             "model_attributes_type",
         ));
     };
+    check_object(object)
+}
+
+fn check_object<T: DeserializeOwned + BodyFields>(
+    object: serde_json::Map<String, Value>,
+) -> Result<T, ApiError> {
     let mut errors = Vec::new();
     for key in object.keys() {
         if !T::FIELDS.iter().any(|(name, _)| name == key) {
@@ -373,18 +410,28 @@ mod tests {
     }
 
     #[test]
-    fn json_content_types_are_recognised() {
+    fn content_types_are_recognised() {
         let with = |value: &'static str| {
             let mut headers = HeaderMap::new();
             headers.insert(header::CONTENT_TYPE, http::HeaderValue::from_static(value));
-            declares_json(&headers)
+            encoding(&headers)
         };
-        assert!(declares_json(&HeaderMap::new()));
-        assert!(with("application/json"));
-        assert!(with("Application/JSON; charset=utf-8"));
-        assert!(with("application/merge-patch+json"));
-        assert!(!with("text/plain"));
-        assert!(!with("application/x-www-form-urlencoded"));
+        assert_eq!(encoding(&HeaderMap::new()), Encoding::Json);
+        assert_eq!(with("application/json"), Encoding::Json);
+        assert_eq!(with("Application/JSON; charset=utf-8"), Encoding::Json);
+        assert_eq!(with("application/merge-patch+json"), Encoding::Json);
+        assert_eq!(with("text/plain"), Encoding::Other);
+        assert_eq!(with("application/x-www-form-urlencoded"), Encoding::Form);
+    }
+
+    #[test]
+    fn a_form_gives_the_fields_it_has_and_ignores_the_rest() {
+        let sample: Sample = parse_form(b"grant_type=password&name=ann+b&scope=").unwrap();
+        assert_eq!(sample.name, "ann b");
+        assert!(matches!(
+            parse_form::<Sample>(b"grant_type=password"),
+            Err(ApiError::Invalid(errors)) if errors.len() == 1
+        ));
     }
 
     #[test]

@@ -81,7 +81,8 @@ pub struct SignupAnswer {
     pub user: User,
 }
 
-/// `POST /login`.
+/// `POST /login`: JSON, or a form as OAuth2 password-flow clients send it (other form
+/// fields, such as `grant_type`, are ignored).
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct LoginBody {
@@ -91,6 +92,7 @@ pub struct LoginBody {
 
 impl BodyFields for LoginBody {
     const FIELDS: &'static [(&'static str, bool)] = &[("username", true), ("password", true)];
+    const FORM: bool = true;
 }
 
 /// A token pair: the answer of `POST /login` (with the user), `POST /refresh` and

@@ -54,7 +54,10 @@ pub async fn signup(
 /// Logs in: opens a session and answers its token pair.
 #[utoipa::path(
     post, path = "/api/v1/login", tag = "users",
-    request_body = LoginBody,
+    request_body(content(
+        (LoginBody = "application/json"),
+        (LoginBody = "application/x-www-form-urlencoded"),
+    )),
     responses(
         (status = 200, description = "The new session's tokens and the user", body = Tokens),
         (status = 401, description = "Wrong username or password (one answer for both)", body = ErrorMessage),
