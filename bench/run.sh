@@ -6,6 +6,7 @@
 #   BACKENDS=embedded bash bench/run.sh
 #   SOAK=1 bash bench/run.sh         # the benchmark, then the soak, on each backend
 #   SOAK=only bash bench/run.sh      # only the soak (bench/soak.sh does this)
+#   FLOOD=only bash bench/run.sh     # only login under a flood from one address
 #
 # For each backend (embedded: SQLite in a temp dir + in-process token store;
 # postgres: fresh databases bench_auth_<ts> / bench_blog_<ts> + Redis) it starts
@@ -34,7 +35,8 @@
 # (127.0.0.1/5432/postgres), BENCH_REDIS_URL (redis://127.0.0.1:6379), KEEP_DB=1 (keep
 # the bench databases), BENCH_RUST_LOG (warn), LOADGEN_ARGS (extra loadgen flags),
 # SOAK (unset, 1 or only), SOAK_CONCURRENCY (64), SOAK_DURATION (60s; QUICK: 10s),
-# SOAK_ARGS (extra loadgen flags of the soak, e.g. --soak-mix login=2).
+# SOAK_ARGS (extra loadgen flags of the soak, e.g. --soak-mix login=2), FLOOD (unset, 1
+# or only: login under a flood from one address, after the rest), FLOOD_CONCURRENCY (128).
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -53,6 +55,16 @@ case "$SOAK" in
   "" | 0 | 1 | only) ;;
   *) printf 'SOAK must be unset, 1 or only, not `%s`\n' "$SOAK" >&2; exit 2 ;;
 esac
+FLOOD="${FLOOD:-}"
+case "$FLOOD" in
+  "" | 0 | 1 | only) ;;
+  *) printf 'FLOOD must be unset, 1 or only, not `%s`\n' "$FLOOD" >&2; exit 2 ;;
+esac
+FLOOD_CONCURRENCY="${FLOOD_CONCURRENCY:-128}"
+[[ "$FLOOD_CONCURRENCY" =~ ^[1-9][0-9]*$ ]] || {
+  printf 'FLOOD_CONCURRENCY must be a positive whole number, not `%s`\n' "$FLOOD_CONCURRENCY" >&2
+  exit 2
+}
 
 if [[ "${QUICK:-0}" == 1 ]]; then
   WARMUP=500ms DURATION=2s SEED_USERS=20 SEED_POSTS=500 LOADGEN_LIMIT=300
@@ -166,7 +178,10 @@ show_logs() {
 }
 
 # start_pair BACKEND AUTH_PORT BLOG_PORT WORKDIR [VAR=VALUE…]: starts both services with
-# a clean environment plus the given variables, in WORKDIR (./data/ goes there).
+# a clean environment plus the given variables, in WORKDIR (./data/ goes there). loadgen
+# is one client address that seeds hundreds of users and logs in as fast as it can, so
+# the per-address limits in front of hashing are off unless the caller's VAR=VALUE sets
+# them (address_flood does).
 start_pair() {
   local backend="$1" auth_port="$2" blog_port="$3" workdir="$4"
   shift 4
@@ -178,7 +193,10 @@ start_pair() {
   secret="$(head -c 48 /dev/urandom | base64 | tr -d '\n')"
   local common=(PATH="$PATH" HOME="$HOME" RUST_LOG="$LOG_FILTER" "${THREADS_ENV[@]}" "$@")
   mkdir -p "$workdir"
-  (cd "$workdir" && exec env -i "${common[@]}" \
+  # The limits first: a VAR=VALUE of the caller's (in common) comes later and wins.
+  (cd "$workdir" && exec env -i \
+    AUTH_ADDRESS_HASHES_IN_FLIGHT=0 AUTH_ADDRESS_HASH_LIMIT=0 AUTH_ADDRESS_REGISTRATION_LIMIT=0 \
+    "${common[@]}" \
     AUTH_LISTEN_ADDR="127.0.0.1:$auth_port" \
     AUTH_JWT_SECRET="$secret" \
     AUTH_ACCESS_TOKEN_TTL=1h \
@@ -319,14 +337,44 @@ soak() {
   log "$backend: wrote $out"
 }
 
+# address_flood BACKEND AUTH_PORT BLOG_PORT WORKDIR [VAR=VALUE…]: a fresh pair with the
+# per-address limits at their defaults; one user logs in every 200 ms, alone and then
+# while FLOOD_CONCURRENCY (128) tasks connected from 127.0.0.2 log in with unknown names.
+# bench/results/address-flood-BACKEND.json (+ .txt).
+address_flood() {
+  local backend="$1" auth_port="$2" blog_port="$3" workdir="$4"
+  shift 4
+  local name="address-flood-$backend"
+  start_pair "$name" "$auth_port" "$blog_port" "$workdir" "$@" \
+    AUTH_ADDRESS_HASHES_IN_FLIGHT=4 AUTH_ADDRESS_HASH_LIMIT=60 AUTH_ADDRESS_REGISTRATION_LIMIT=20
+  log "$backend: login every 200 ms, idle then under a flood of $FLOOD_CONCURRENCY from 127.0.0.2"
+  : >"$RESULTS/$name.txt"
+  run_loadgen "$RESULTS/$name.txt" --auth-url "http://127.0.0.1:$auth_port" \
+    --scenario login-under-address-flood --flood-concurrency "$FLOOD_CONCURRENCY" \
+    --flood-source 127.0.0.2 --seed-users 1 --warmup "$WARMUP" --duration "$DURATION" \
+    --json "$RESULTS/$name.json" --threads "$LOADGEN_THREADS" \
+    || { show_logs "$name"; die "$backend: loadgen failed during the address flood"; }
+  local cpu
+  cpu="$(awk '{print $14 + $15}' "/proc/$AUTH_PID/stat")"
+  log "$backend: auth-service CPU after the flood: $((cpu * 1000 / $(getconf CLK_TCK))) ms"
+  stop_services
+  log "$backend: wrote $RESULTS/$name.json"
+}
+
 # run_backend BACKEND AUTH_PORT BLOG_PORT WORKDIR [VAR=VALUE…]: the benchmark and/or the
-# soak, as SOAK asks (the soak on the next two ports).
+# soak, as SOAK asks (the soak on the next two ports), and the address flood as FLOOD asks
+# (on the two after).
 run_backend() {
   local backend="$1" auth_port="$2" blog_port="$3" workdir="$4"
   shift 4
-  [[ "$SOAK" == only ]] || bench "$backend" "$auth_port" "$blog_port" "$workdir" "$@"
+  if [[ "$SOAK" != only && "$FLOOD" != only ]]; then
+    bench "$backend" "$auth_port" "$blog_port" "$workdir" "$@"
+  fi
   if [[ "$SOAK" == 1 || "$SOAK" == only ]]; then
     soak "$backend" "$((auth_port + 2))" "$((blog_port + 2))" "$workdir" "$@"
+  fi
+  if [[ "$FLOOD" == 1 || "$FLOOD" == only ]]; then
+    address_flood "$backend" "$((auth_port + 4))" "$((blog_port + 4))" "$workdir" "$@"
   fi
 }
 

@@ -1,2 +1,2 @@
--- auth-service and blog-service own separate databases (DESIGN.md §6).
+-- auth-service and blog-service own separate databases (docs/ARCHITECTURE.md).
 CREATE DATABASE blog;

@@ -43,7 +43,7 @@ use tonic_health::pb::{
 /// A call that needs a store that is gone must answer within the store timeout (2 s in
 /// the test configuration); this leaves slack for a loaded 2-core machine.
 const HANG_GUARD: Duration = Duration::from_secs(5);
-/// DESIGN.md §7: health flips within 2 s of a store going away or coming back; the
+/// docs/ARCHITECTURE.md, "Failure behaviour": health flips within 2 s of a store going away or coming back; the
 /// assert allows slack for a loaded machine (the measured time is printed).
 const HEALTH_LIMIT: Duration = Duration::from_secs(5);
 /// Calls succeed again within 2 s of the store's return (again with slack).

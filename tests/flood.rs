@@ -323,7 +323,7 @@ async fn a_forwarded_address_counts_only_from_a_trusted_proxy(backend: Backend) 
     let (proxy_address, stranger_address) = (fresh_loopback(), fresh_loopback());
     let mut config = defended(backend).await;
     config.address_hash_limit = BUDGET as u32;
-    config.trusted_proxies = vec![proxy_address.into()];
+    config.trusted_proxies = vec![proxy_address.to_string()];
     let server = start_auth(config).await;
     let mut proxy = client_from(&server, proxy_address).await;
     let mut stranger = client_from(&server, stranger_address).await;

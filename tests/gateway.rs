@@ -816,7 +816,7 @@ async fn stack_with_address_throttle(backend: Backend, proxies: Vec<std::net::Ip
     let mut config = auth_config_on(backend).await;
     config.login_address_free_failures = 2;
     config.login_free_failures = 100;
-    config.trusted_proxies = proxies.into_iter().map(Into::into).collect();
+    config.trusted_proxies = proxies.iter().map(ToString::to_string).collect();
     // Failures from 127.0.0.1 are counted too: keep them away from other tests' Redis.
     config.redis_refresh_db = 5;
     config.redis_blocklist_db = 6;

@@ -206,7 +206,7 @@ async fn bad_settings_stop_the_start_with_one_line_naming_the_variable() {
         ),
         (
             &dir,
-            ("AUTH_TRUSTED_PROXIES", "10.0.0.1,not-an-address".into()),
+            ("AUTH_TRUSTED_PROXIES", "10.0.0.1,,not-an-address".into()),
             "AUTH_TRUSTED_PROXIES",
         ),
         (

@@ -191,10 +191,9 @@ pub struct Config {
         long,
         env = "AUTH_TRUSTED_PROXIES",
         value_name = "AUTH_TRUSTED_PROXIES",
-        value_delimiter = ',',
-        value_parser = parse_trusted_proxy
+        value_delimiter = ','
     )]
-    pub trusted_proxies: Vec<IpNet>,
+    pub trusted_proxies: Vec<String>,
 
     /// Deadline for a store (database, Redis) to answer one operation.
     #[arg(long, env = "AUTH_STORE_TIMEOUT", value_name = "AUTH_STORE_TIMEOUT", default_value = "2s", value_parser = parse_duration)]
@@ -242,7 +241,20 @@ impl Config {
         if self.hash_concurrency == Some(0) {
             return Err("AUTH_HASH_CONCURRENCY must be at least 1".into());
         }
+        self.trusted_proxy_ranges()?;
         Ok(())
+    }
+
+    /// AUTH_TRUSTED_PROXIES parsed; empty entries (`AUTH_TRUSTED_PROXIES=` from a
+    /// template, a trailing comma) are nothing.
+    pub fn trusted_proxy_ranges(&self) -> Result<Vec<IpNet>, String> {
+        self.trusted_proxies
+            .iter()
+            .filter(|entry| !entry.trim().is_empty())
+            .map(|entry| {
+                parse_trusted_proxy(entry).map_err(|why| format!("AUTH_TRUSTED_PROXIES: {why}"))
+            })
+            .collect()
     }
 
     /// The per-address limits in front of password hashing.
@@ -266,5 +278,31 @@ impl Config {
             let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
             cores.saturating_sub(1).max(1)
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn with_proxies(value: &str) -> Config {
+        Config::parse_from(["auth-service", "--trusted-proxies", value])
+    }
+
+    #[test]
+    fn empty_trusted_proxy_entries_trust_no_one_and_bad_ones_name_the_variable() {
+        assert_eq!(with_proxies("").trusted_proxy_ranges(), Ok(Vec::new()));
+        assert_eq!(
+            with_proxies("10.0.0.1, ,10.1.0.0/16,").trusted_proxy_ranges(),
+            Ok(vec![
+                "10.0.0.1/32".parse().unwrap(),
+                "10.1.0.0/16".parse().unwrap()
+            ])
+        );
+        let error = with_proxies("10.0.0.1,nope").validate().unwrap_err();
+        assert!(
+            error.starts_with("AUTH_TRUSTED_PROXIES:") && error.contains("nope"),
+            "{error}"
+        );
     }
 }

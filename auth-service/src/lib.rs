@@ -1,4 +1,4 @@
-//! auth-service: users, sessions and JWT token pairs over gRPC (DESIGN.md §3-§7).
+//! auth-service: users, sessions and JWT token pairs over gRPC (docs/ARCHITECTURE.md).
 //!
 //! `Application::build(config)` connects the stores and binds the listener;
 //! `run_until_stopped(shutdown)` serves until the shutdown future resolves. `main.rs`
@@ -90,7 +90,8 @@ impl Application {
 
         let metrics = config.metrics_addr.map(|_| Arc::new(Metrics::new()));
         let auth_metrics = metrics.as_deref().map(AuthMetrics::register);
-        let proxies = TrustedProxies::new(config.trusted_proxies.clone());
+        let proxies =
+            TrustedProxies::new(config.trusted_proxy_ranges().map_err(anyhow::Error::msg)?);
         let grpc = AuthGrpc::new(core.clone(), auth_metrics.clone(), proxies);
         let probe_core = core.clone();
         let server = PreparedServer::build(ServerSetup {

@@ -1,4 +1,4 @@
-//! Paired JWTs (DESIGN.md §4): an access token and a refresh token of one session, each
+//! Paired JWTs (docs/ARCHITECTURE.md, "Tokens and sessions"): an access token and a refresh token of one session, each
 //! naming its twin. HS256 is pinned at verification, the two kinds are told apart by the
 //! header `typ` and by the `token_use` claim, and expiry has no leeway.
 

@@ -1,5 +1,5 @@
 //! Properties of what auth-service reads from the outside world: the token verifier
-//! and the validators of DESIGN.md §5. Whatever comes in, nothing panics; a token
+//! and the validators of the domain (docs/ARCHITECTURE.md). Whatever comes in, nothing panics; a token
 //! verifies only as it was signed; what a validator accepts follows the rules.
 
 use std::time::Duration;

@@ -1,4 +1,4 @@
-//! blog-service: blog posts over gRPC (DESIGN.md §3), every write authenticated through
+//! blog-service: blog posts over gRPC (docs/ARCHITECTURE.md), every write authenticated through
 //! auth-service `Introspect`.
 //!
 //! `Application::build(config)` connects the post store and binds the listener;

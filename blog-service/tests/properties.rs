@@ -1,5 +1,5 @@
 //! Properties of what blog-service reads from the outside world: post titles and
-//! content (DESIGN.md §5), UpdatePost and ListPosts requests, and page tokens. Whatever
+//! content (docs/ARCHITECTURE.md), UpdatePost and ListPosts requests, and page tokens. Whatever
 //! comes in, nothing panics; what is accepted follows the rules; a page token decodes
 //! only as we issued it.
 

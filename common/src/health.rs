@@ -1,5 +1,5 @@
 //! `grpc.health.v1.Health` that follows the stores: a probe runs every 500 ms, so the
-//! status flips within 2 s of a store going away or coming back (DESIGN.md §7).
+//! status flips within 2 s of a store going away or coming back (docs/ARCHITECTURE.md, "Failure behaviour").
 
 use std::{future::Future, time::Duration};
 

@@ -23,8 +23,13 @@ pub struct Args {
     pub blog_url: String,
 
     /// Scenario to run; repeat the flag or give a comma-separated list; `all` runs every
-    /// one but soak. Names: health, introspect, get-post, list-posts, create-post, login,
-    /// introspect-under-login-flood, soak. [default: all]
+    /// one but soak and login-under-address-flood. Names: health, introspect, get-post,
+    /// list-posts, create-post, login, introspect-under-login-flood, soak,
+    /// login-under-address-flood. [default: all]
+    ///
+    /// login-under-address-flood: one user logs in every 200 ms, alone, then while
+    /// --flood-concurrency tasks connected from --flood-source log in with unknown names;
+    /// meant for a server with its per-address limits on.
     ///
     /// soak: a mixed load (see --soak-mix) where each task keeps its own session (login,
     /// refresh, logout, log in again) and every answer is checked; loadgen exits with
@@ -74,6 +79,15 @@ pub struct Args {
     /// Tasks running Login continuously in introspect-under-login-flood.
     #[arg(long, default_value_t = 16, value_parser = parse_at_least_one)]
     pub login_concurrency: usize,
+
+    /// Tasks flooding Login from --flood-source in login-under-address-flood.
+    #[arg(long, default_value_t = 128, value_parser = parse_at_least_one)]
+    pub flood_concurrency: usize,
+
+    /// The loopback address login-under-address-flood floods from (the kernel routes
+    /// all of 127.0.0.0/8 to this machine).
+    #[arg(long, default_value = "127.0.0.2", value_parser = parse_loopback_ip)]
+    pub flood_source: IpAddr,
 
     /// Password hashes the server runs at once, for the login ceiling.
     /// [default: max(1, cores - 1)]
@@ -140,6 +154,7 @@ pub enum Scenario {
     Login,
     IntrospectUnderLoginFlood,
     Soak,
+    LoginUnderAddressFlood,
 }
 
 impl Scenario {
@@ -155,7 +170,7 @@ impl Scenario {
     ];
 
     /// Every scenario that can be named.
-    pub const NAMED: [Self; 8] = [
+    pub const NAMED: [Self; 9] = [
         Self::Health,
         Self::Introspect,
         Self::GetPost,
@@ -164,6 +179,7 @@ impl Scenario {
         Self::Login,
         Self::IntrospectUnderLoginFlood,
         Self::Soak,
+        Self::LoginUnderAddressFlood,
     ];
 
     pub fn name(self) -> &'static str {
@@ -176,6 +192,7 @@ impl Scenario {
             Self::Login => "login",
             Self::IntrospectUnderLoginFlood => "introspect-under-login-flood",
             Self::Soak => "soak",
+            Self::LoginUnderAddressFlood => "login-under-address-flood",
         }
     }
 
@@ -193,6 +210,7 @@ impl Scenario {
                 | Self::Login
                 | Self::IntrospectUnderLoginFlood
                 | Self::Soak
+                | Self::LoginUnderAddressFlood
         )
     }
 
@@ -288,6 +306,21 @@ pub fn parse_at_least_one(text: &str) -> Result<usize, String> {
         return Err("must be at least 1".to_owned());
     }
     Ok(n)
+}
+
+/// Accepts a loopback address (127.0.0.0/8, ::1) only.
+pub fn parse_loopback_ip(text: &str) -> Result<IpAddr, String> {
+    let ip: IpAddr = text
+        .trim()
+        .parse()
+        .map_err(|_| format!("`{text}` is not an IP address"))?;
+    if ip.is_loopback() {
+        Ok(ip)
+    } else {
+        Err(format!(
+            "`{text}` is not a loopback address (127.0.0.0/8 or ::1)"
+        ))
+    }
 }
 
 /// Accepts an `http://` URL whose host is a loopback address (127.0.0.0/8, ::1) or

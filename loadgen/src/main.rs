@@ -6,6 +6,7 @@
 //! scenario is a checked mixed load: loadgen exits with status 2 when it saw any
 //! unexpected error.
 
+mod address_flood;
 mod cli;
 mod harness;
 mod scenarios;
@@ -146,6 +147,10 @@ struct ScenarioResult {
     /// soak: per-operation results, sheds and the unexpected errors.
     #[serde(skip_serializing_if = "Option::is_none")]
     soak: Option<soak::SoakReport>,
+    /// login-under-address-flood: the idle logins and the flood (`stats` is the user's
+    /// logins under the flood).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    address_flood: Option<address_flood::AddressFlood>,
 }
 
 #[derive(Serialize)]
@@ -357,6 +362,7 @@ async fn run_scenario(
         ratio_to_login_ceiling: None,
         login_flood: None,
         soak: None,
+        address_flood: None,
     };
     result.stats = match scenario {
         Scenario::Health => {
@@ -426,6 +432,22 @@ async fn run_scenario(
                 login,
             });
             introspect.stats(window.measured())
+        }
+        Scenario::LoginUnderAddressFlood => {
+            let username = usernames.first().context("the flood needs a seeded user")?;
+            let (user, report) = address_flood::run(address_flood::Setup {
+                auth_url: &args.auth_url,
+                username,
+                flood_source: args.flood_source,
+                flood_concurrency: args.flood_concurrency,
+                connections: args.connections,
+                warmup,
+                duration,
+                call_timeout: timeout,
+            })
+            .await?;
+            result.address_flood = Some(report);
+            user
         }
         Scenario::Soak => {
             anyhow::ensure!(!usernames.is_empty(), "soak needs seeded users");
@@ -642,6 +664,25 @@ fn table(results: &[ScenarioResult], hash_timing: Option<HashTiming>) -> String 
         }
         if let Some(soak) = &result.soak {
             soak_table(&mut out, soak);
+        }
+        if let Some(flood) = &result.address_flood {
+            let _ = writeln!(
+                out,
+                "  {}: user every 200 ms: idle {}/{} ok (p50 {}, p99 {}); under the flood {}/{} ok (p50 {}, p99 {})\n  flood: {} tasks from {}: {:.1} hashes/s cost, answers {}",
+                result.scenario,
+                flood.idle.ok,
+                flood.idle.calls,
+                format_us(flood.idle.latency_us.p50),
+                format_us(flood.idle.latency_us.p99),
+                result.stats.ok,
+                result.stats.calls,
+                format_us(result.stats.latency_us.p50),
+                format_us(result.stats.latency_us.p99),
+                flood.flood_concurrency,
+                flood.flood_source,
+                flood.flood_hashes_per_s,
+                error_list(&flood.flood),
+            );
         }
         if let Some(flood) = &result.login_flood {
             let _ = writeln!(

@@ -83,7 +83,7 @@ async fn drop_stale_databases(admin: &mut PgConnection) {
     }
 }
 
-/// The two backend sets every black-box test runs on (DESIGN.md §6).
+/// The two backend sets every black-box test runs on (docs/ARCHITECTURE.md, "Configuration").
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
     /// SQLite files and the in-process token store: the default with nothing configured.

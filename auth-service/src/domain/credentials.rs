@@ -1,4 +1,4 @@
-//! Username, email and password rules (DESIGN.md §5). Lengths count Unicode code points.
+//! Username, email and password rules (docs/ARCHITECTURE.md, "The pair and its layers"). Lengths count Unicode code points.
 
 use pair_common::grpc::FieldViolation;
 

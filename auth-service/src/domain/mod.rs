@@ -1,4 +1,4 @@
-//! The domain of auth-service: validated values (DESIGN.md §5) and the user they make.
+//! The domain of auth-service: validated values (docs/ARCHITECTURE.md, "The pair and its layers") and the user they make.
 
 mod common_passwords;
 mod credentials;

@@ -1,4 +1,4 @@
-//! `TokenStore` on Redis, in two logical databases (DESIGN.md §4):
+//! `TokenStore` on Redis, in two logical databases (docs/ARCHITECTURE.md, "Tokens and sessions"):
 //!
 //! refresh database (default 1), one hash tag `{<user_id>}` per user:
 //! - `auth:refresh:{uid}:<refresh_jti>`: hash `sid ajti aexp ctime rexp ua name`, the

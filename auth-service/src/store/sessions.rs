@@ -1,5 +1,5 @@
 //! The token store: live sessions (the current refresh token of each, naming its access
-//! twin) and blocked access tokens (DESIGN.md §4).
+//! twin) and blocked access tokens (docs/ARCHITECTURE.md, "Tokens and sessions").
 
 use std::time::Duration;
 

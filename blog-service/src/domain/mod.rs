@@ -1,4 +1,4 @@
-//! The domain of blog-service: the post, its validated fields (DESIGN.md §5) and the
+//! The domain of blog-service: the post, its validated fields (docs/ARCHITECTURE.md, "The pair and its layers") and the
 //! rules of paging (`page`).
 
 pub mod page;
