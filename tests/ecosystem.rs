@@ -10,7 +10,7 @@ use std::{
 };
 
 use pair_proto::{auth::v1 as auth, blog::v1 as blog};
-use support::*;
+use support::{stores::free_port, *};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tonic::{Code, Request};
 
@@ -214,13 +214,6 @@ async fn cross_origin_grpc_web_is_refused_unless_the_origin_is_configured() {
     );
     let other = preflight(open.addr, "https://evil.example").await;
     assert!(!other.contains("access-control-allow-origin"), "{other}");
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("free port")
-        .port()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

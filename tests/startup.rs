@@ -5,7 +5,7 @@
 mod support;
 
 use std::{
-    net::{SocketAddr, TcpListener},
+    net::SocketAddr,
     path::Path,
     process::{Child, Command, Stdio},
     time::{Duration, Instant},
@@ -13,16 +13,9 @@ use std::{
 
 use pair_proto::{auth::v1 as auth, blog::v1 as blog};
 use sqlx::{Connection as _, SqliteConnection};
-use support::*;
+use support::{stores::free_port, *};
 
 const PAIR: &str = env!("CARGO_BIN_EXE_auth-blog");
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("free port")
-        .port()
-}
 
 /// The pair binary in `dir` with only `env` set (no AUTH_*/BLOG_* from the caller).
 fn pair_command(dir: &Path, env: &[(&str, String)]) -> Command {

@@ -16,7 +16,7 @@ use std::{net::IpAddr, time::Duration};
 use pair_proto::auth::v1::{LoginRequest, auth_service_client::AuthServiceClient};
 use serde::Serialize;
 use tokio::time::Instant;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Channel;
 
 use crate::{
     harness::{self, Caller, Failure, Stats, Tally, Window, failure},
@@ -65,30 +65,6 @@ impl Caller for Guess {
     }
 }
 
-/// Connections whose packets leave from `source`.
-async fn connect_from(
-    url: &str,
-    source: IpAddr,
-    count: usize,
-    call_timeout: Duration,
-) -> anyhow::Result<Vec<Channel>> {
-    let endpoint = Endpoint::from_shared(url.to_owned())?
-        .local_address(Some(source))
-        .connect_timeout(Duration::from_secs(5))
-        .timeout(call_timeout + Duration::from_secs(1))
-        .tcp_nodelay(true);
-    let mut channels = Vec::with_capacity(count);
-    for _ in 0..count {
-        channels.push(
-            endpoint
-                .connect()
-                .await
-                .map_err(|e| anyhow::anyhow!("cannot connect to {url} from {source}: {e}"))?,
-        );
-    }
-    Ok(channels)
-}
-
 /// The user logs in every `USER_PERIOD` until `until`.
 async fn paced_logins(
     mut client: AuthServiceClient<Channel>,
@@ -131,7 +107,8 @@ pub struct Setup<'a> {
 /// Runs both phases; returns the user's logins under the flood and the rest.
 pub async fn run(setup: Setup<'_>) -> anyhow::Result<(Stats, AddressFlood)> {
     let user = |source: [u8; 4]| async move {
-        let channels = connect_from(setup.auth_url, source.into(), 1, setup.call_timeout).await?;
+        let channels =
+            crate::connect(setup.auth_url, Some(source.into()), 1, setup.call_timeout).await?;
         anyhow::Ok(AuthServiceClient::new(channels[0].clone()))
     };
     let idle_started = Instant::now();
@@ -144,9 +121,9 @@ pub async fn run(setup: Setup<'_>) -> anyhow::Result<(Stats, AddressFlood)> {
     .await?
     .stats(setup.duration);
 
-    let flood_channels = connect_from(
+    let flood_channels = crate::connect(
         setup.auth_url,
-        setup.flood_source,
+        Some(setup.flood_source),
         setup.connections,
         setup.call_timeout,
     )

@@ -185,9 +185,9 @@ async fn run(args: Args) -> anyhow::Result<u64> {
         wait_ready(urls, limit).await?;
     }
 
-    let auth = connect(&args.auth_url, args.connections, args.call_timeout).await?;
+    let auth = connect(&args.auth_url, None, args.connections, args.call_timeout).await?;
     let blog = if uses_blog {
-        connect(&args.blog_url, args.connections, args.call_timeout).await?
+        connect(&args.blog_url, None, args.connections, args.call_timeout).await?
     } else {
         Vec::new()
     };
@@ -482,22 +482,27 @@ fn pick(channels: &[Channel], i: usize) -> Channel {
     channels[i % channels.len()].clone()
 }
 
-/// Opens `count` separate HTTP/2 connections to `url`.
-async fn connect(url: &str, count: usize, call_timeout: Duration) -> anyhow::Result<Vec<Channel>> {
+/// Opens `count` separate HTTP/2 connections to `url`, from `source` when given (a
+/// loopback address of this machine) or the system's choice.
+async fn connect(
+    url: &str,
+    source: Option<std::net::IpAddr>,
+    count: usize,
+    call_timeout: Duration,
+) -> anyhow::Result<Vec<Channel>> {
     let endpoint = Endpoint::from_shared(url.to_owned())
         .with_context(|| format!("`{url}` is not a valid endpoint"))?
+        .local_address(source)
         .connect_timeout(Duration::from_secs(5))
         // A backstop for seeding calls; the load loop has its own deadline.
         .timeout(call_timeout + Duration::from_secs(1))
         .tcp_nodelay(true);
     let mut channels = Vec::with_capacity(count);
     for _ in 0..count {
-        channels.push(
-            endpoint
-                .connect()
-                .await
-                .with_context(|| format!("cannot connect to {url}"))?,
-        );
+        channels.push(endpoint.connect().await.with_context(|| match source {
+            Some(source) => format!("cannot connect to {url} from {source}"),
+            None => format!("cannot connect to {url}"),
+        })?);
     }
     Ok(channels)
 }
