@@ -228,6 +228,7 @@ async fn a_traceparent_reaches_both_services_logs_and_a_malformed_one_is_ignored
         .env_clear()
         .env("AUTH_LISTEN_ADDR", auth_addr.to_string())
         .env("BLOG_LISTEN_ADDR", blog_addr.to_string())
+        .env("GATEWAY_LISTEN_ADDR", "127.0.0.1:0")
         .env("RUST_LOG", "info,pair_common::observe=debug")
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())

@@ -80,6 +80,8 @@ impl Pair {
             .env("PATH", std::env::var_os("PATH").unwrap_or_default())
             .env("AUTH_LISTEN_ADDR", env.auth_addr.to_string())
             .env("BLOG_LISTEN_ADDR", env.blog_addr.to_string())
+            // The gateway of the pair binary on a free port, never the shared :8000.
+            .env("GATEWAY_LISTEN_ADDR", "127.0.0.1:0")
             .env("AUTH_DATABASE_URL", &env.auth_database)
             .env("BLOG_DATABASE_URL", &env.blog_database)
             .env("AUTH_REDIS_URL", env.redis.url())

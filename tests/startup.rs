@@ -24,6 +24,8 @@ fn pair_command(dir: &Path, env: &[(&str, String)]) -> Command {
         .current_dir(dir)
         .env_clear()
         .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        // The gateway on a free port unless a test says otherwise: never the shared :8000.
+        .env("GATEWAY_LISTEN_ADDR", "127.0.0.1:0")
         .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
         .stdout(Stdio::null())
         .stderr(Stdio::piped());
@@ -184,6 +186,16 @@ async fn bad_settings_stop_the_start_with_one_line_naming_the_variable() {
             &dir,
             ("TOKIO_WORKER_THREADS", "0".into()),
             "TOKIO_WORKER_THREADS",
+        ),
+        (
+            &dir,
+            ("GATEWAY_AUTH_URL", "ftp://127.0.0.1:50051".into()),
+            "GATEWAY_AUTH_URL",
+        ),
+        (
+            &dir,
+            ("GATEWAY_REQUEST_TIMEOUT", "10".into()),
+            "GATEWAY_REQUEST_TIMEOUT",
         ),
         (
             &dir,
@@ -380,13 +392,14 @@ async fn two_servers_on_one_sqlite_file_share_it_without_corruption() {
 }
 
 #[test]
-fn env_example_lists_every_setting_of_both_services() {
+fn env_example_lists_every_setting_of_the_three_servers() {
     use clap::CommandFactory as _;
     let example = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/.env.example"))
         .expect(".env.example");
     let commands = [
         auth_service::Config::command(),
         blog_service::Config::command(),
+        api_gateway::Config::command(),
     ];
     for command in &commands {
         for arg in command.get_arguments() {

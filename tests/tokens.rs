@@ -1,4 +1,4 @@
-//! Black-box tests of the token contract of DESIGN.md §4 that issue 17 added: the refresh
+//! Black-box tests of the token contract that issue 17 added (docs/ARCHITECTURE.md, "Tokens and sessions"): the refresh
 //! retry window, several signing keys with a `kid` on every token, EdDSA and the JWK Set
 //! of ListKeys, and forged tokens. Real servers, real PostgreSQL and Redis.
 

@@ -274,6 +274,7 @@ impl IntrospectionService for AuthGrpc {
         };
         Ok(Response::new(response))
     }
+
     async fn list_keys(
         &self,
         _request: Request<pb::ListKeysRequest>,

@@ -1,8 +1,8 @@
-//! The keys that sign and verify tokens (DESIGN.md §4, "Signing keys and rotation"):
-//! HS256 secrets from `AUTH_JWT_SECRET` and Ed25519 keys from `AUTH_JWT_PRIVATE_KEYS`,
-//! each known by its `kid`. The first Ed25519 key signs if there is one, else the first
-//! secret; every key verifies. A token names its key by `kid`, and the key, never the
-//! token, says which algorithm checks it.
+//! The keys that sign and verify tokens: HS256 secrets from `AUTH_JWT_SECRET` and
+//! Ed25519 keys from `AUTH_JWT_PRIVATE_KEYS`, each known by its `kid`. The first Ed25519
+//! key signs if there is one, else the first secret; every key verifies. A token names
+//! its key by `kid`, and the key, never the token, says which algorithm checks it.
+//! Rotation: README, "Signing keys, rotation and offline verification".
 
 use std::{
     collections::HashMap,

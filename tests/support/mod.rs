@@ -350,4 +350,5 @@ pub fn violated_fields(status: &tonic::Status) -> Vec<String> {
 
 pub mod blog;
 pub mod faults;
+pub mod gateway;
 pub mod stores;
