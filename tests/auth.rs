@@ -934,6 +934,39 @@ async fn tokens_live_in_two_redis_databases_with_bounded_ttls() {
     assert_eq!(sessions.len(), 1);
 }
 
+/// The services that reflection `$version` (a module of `tonic_reflection::pb`) lists:
+/// v1 and v1alpha are the same protocol in two packages, so one body serves both.
+macro_rules! listed_services {
+    ($version:ident, $channel:expr) => {{
+        use tonic_reflection::pb::$version::{
+            ServerReflectionRequest, server_reflection_client::ServerReflectionClient,
+            server_reflection_request::MessageRequest, server_reflection_response::MessageResponse,
+        };
+        let request = ServerReflectionRequest {
+            host: String::new(),
+            message_request: Some(MessageRequest::ListServices(String::new())),
+        };
+        let mut answers = ServerReflectionClient::new($channel)
+            .server_reflection_info(tokio_stream::iter([request]))
+            .await
+            .expect(concat!("reflection ", stringify!($version)))
+            .into_inner();
+        match answers
+            .message()
+            .await
+            .expect("answer")
+            .and_then(|a| a.message_response)
+        {
+            Some(MessageResponse::ListServicesResponse(list)) => list
+                .service
+                .into_iter()
+                .map(|s| s.name)
+                .collect::<Vec<String>>(),
+            other => panic!("reflection {} answered {other:?}", stringify!($version)),
+        }
+    }};
+}
+
 async fn health_and_reflection_list_every_service(backend: Backend) {
     let server = spawn_auth_on(backend).await;
     let mut health = tonic_health::pb::health_client::HealthClient::new(server.channel().await);
@@ -961,8 +994,8 @@ async fn health_and_reflection_list_every_service(backend: Backend) {
         "grpc.health.v1.Health",
     ];
     for (version, listed) in [
-        ("v1", reflection_v1(channel.clone()).await),
-        ("v1alpha", reflection_v1alpha(channel.clone()).await),
+        ("v1", listed_services!(v1, channel.clone())),
+        ("v1alpha", listed_services!(v1alpha, channel.clone())),
     ] {
         for service in expected {
             assert!(
@@ -970,62 +1003,6 @@ async fn health_and_reflection_list_every_service(backend: Backend) {
                 "reflection {version} lists {listed:?}, not {service}"
             );
         }
-    }
-}
-
-/// The services reflection v1 lists.
-async fn reflection_v1(channel: tonic::transport::Channel) -> Vec<String> {
-    use tonic_reflection::pb::v1::{
-        ServerReflectionRequest, server_reflection_client::ServerReflectionClient,
-        server_reflection_request::MessageRequest, server_reflection_response::MessageResponse,
-    };
-    let request = ServerReflectionRequest {
-        host: String::new(),
-        message_request: Some(MessageRequest::ListServices(String::new())),
-    };
-    let mut answers = ServerReflectionClient::new(channel)
-        .server_reflection_info(tokio_stream::iter([request]))
-        .await
-        .expect("reflection v1")
-        .into_inner();
-    match answers
-        .message()
-        .await
-        .expect("answer")
-        .and_then(|a| a.message_response)
-    {
-        Some(MessageResponse::ListServicesResponse(list)) => {
-            list.service.into_iter().map(|s| s.name).collect()
-        }
-        other => panic!("reflection v1 answered {other:?}"),
-    }
-}
-
-/// The services reflection v1alpha lists.
-async fn reflection_v1alpha(channel: tonic::transport::Channel) -> Vec<String> {
-    use tonic_reflection::pb::v1alpha::{
-        ServerReflectionRequest, server_reflection_client::ServerReflectionClient,
-        server_reflection_request::MessageRequest, server_reflection_response::MessageResponse,
-    };
-    let request = ServerReflectionRequest {
-        host: String::new(),
-        message_request: Some(MessageRequest::ListServices(String::new())),
-    };
-    let mut answers = ServerReflectionClient::new(channel)
-        .server_reflection_info(tokio_stream::iter([request]))
-        .await
-        .expect("reflection v1alpha")
-        .into_inner();
-    match answers
-        .message()
-        .await
-        .expect("answer")
-        .and_then(|a| a.message_response)
-    {
-        Some(MessageResponse::ListServicesResponse(list)) => {
-            list.service.into_iter().map(|s| s.name).collect()
-        }
-        other => panic!("reflection v1alpha answered {other:?}"),
     }
 }
 
