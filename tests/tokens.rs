@@ -20,6 +20,7 @@ use std::{path::PathBuf, process::Command, time::Duration};
 
 use base64::{Engine as _, engine::general_purpose::URL_SAFE_NO_PAD};
 use pair_proto::auth::v1::{self as pb};
+use redis::AsyncCommands as _;
 use support::*;
 use tonic::Code;
 
@@ -608,8 +609,77 @@ async fn the_retry_pair_is_one_key_in_the_users_slot_that_expires_with_the_windo
 }
 
 fn claims_jti(token: &str) -> String {
-    let payload = token.split('.').nth(1).expect("payload");
-    let claims: serde_json::Value =
-        serde_json::from_slice(&URL_SAFE_NO_PAD.decode(payload).expect("b64")).expect("json");
-    claims["jti"].as_str().expect("jti").to_owned()
+    claims_of(token)["jti"].as_str().expect("jti").to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tokens_live_in_two_redis_databases_with_bounded_ttls() {
+    let server = spawn_auth().await;
+    let mut client = auth_client(&server).await;
+    let (user, old) = register_and_login(&mut client, "keys").await;
+    let redis_client = redis::Client::open(redis_url()).expect("redis url");
+    let mut refresh_db = redis_client
+        .get_multiplexed_async_connection()
+        .await
+        .expect("redis");
+    redis::cmd("SELECT")
+        .arg(1)
+        .query_async::<()>(&mut refresh_db)
+        .await
+        .expect("select 1");
+    let mut blocklist_db = redis_client
+        .get_multiplexed_async_connection()
+        .await
+        .expect("redis");
+    redis::cmd("SELECT")
+        .arg(2)
+        .query_async::<()>(&mut blocklist_db)
+        .await
+        .expect("select 2");
+
+    let old_claims = claims_of(&old.refresh_token);
+    let refresh_jti = old_claims["jti"].as_str().expect("jti").to_owned();
+    let refresh_key = format!("auth:refresh:{{{}}}:{refresh_jti}", user.id);
+    let index_key = format!("auth:sessions:{{{}}}", user.id);
+    let month_ms = 30 * 86_400 * 1000;
+    for key in [&refresh_key, &index_key] {
+        let ttl: i64 = refresh_db.pttl(key).await.expect("pttl");
+        assert!(ttl > 0 && ttl <= month_ms, "{key}: {ttl}");
+    }
+    let stored_name: String = refresh_db.hget(&refresh_key, "name").await.expect("name");
+    assert_eq!(
+        stored_name, user.username,
+        "Introspect reads the name with the session"
+    );
+    let stored_access: String = refresh_db.hget(&refresh_key, "ajti").await.expect("ajti");
+    assert_eq!(
+        stored_access,
+        claims_of(&old.access_token)["jti"].as_str().expect("jti")
+    );
+    let refresh_keys_in_blocklist: Vec<String> = blocklist_db
+        .keys(format!("auth:refresh:{{{}}}:*", user.id))
+        .await
+        .expect("keys");
+    assert!(
+        refresh_keys_in_blocklist.is_empty(),
+        "the two stores stay apart"
+    );
+
+    client
+        .refresh(pb::RefreshRequest {
+            refresh_token: old.refresh_token.clone(),
+        })
+        .await
+        .expect("refresh");
+    let exists: bool = refresh_db.exists(&refresh_key).await.expect("exists");
+    assert!(!exists, "the used refresh token is deleted");
+    let old_access_jti = claims_of(&old.access_token)["jti"]
+        .as_str()
+        .expect("jti")
+        .to_owned();
+    let blocked_key = format!("auth:blocked:{{{}}}:{old_access_jti}", user.id);
+    let ttl: i64 = blocklist_db.pttl(&blocked_key).await.expect("pttl");
+    assert!(ttl > 0 && ttl <= 900_000, "blocked access key TTL {ttl}");
+    let sessions: Vec<(String, String)> = refresh_db.hgetall(&index_key).await.expect("index");
+    assert_eq!(sessions.len(), 1);
 }

@@ -339,6 +339,28 @@ pub async fn register_and_login(
     (login.user.expect("user"), login.tokens.expect("tokens"))
 }
 
+/// The claims of a JWT, read without checking its signature.
+pub fn claims_of(token: &str) -> serde_json::Value {
+    use base64::{Engine as _, engine::general_purpose::URL_SAFE_NO_PAD};
+    let payload = token.split('.').nth(1).expect("payload");
+    serde_json::from_slice(&URL_SAFE_NO_PAD.decode(payload).expect("b64")).expect("json")
+}
+
+/// Login, answered or refused.
+pub async fn login(
+    client: &mut auth::auth_service_client::AuthServiceClient<tonic::transport::Channel>,
+    username: &str,
+    password: &str,
+) -> Result<auth::LoginResponse, tonic::Status> {
+    client
+        .login(auth::LoginRequest {
+            username: username.into(),
+            password: password.into(),
+        })
+        .await
+        .map(tonic::Response::into_inner)
+}
+
 /// The field names of a BadRequest detail.
 pub fn violated_fields(status: &tonic::Status) -> Vec<String> {
     use tonic_types::StatusExt as _;
