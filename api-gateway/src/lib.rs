@@ -16,9 +16,9 @@ pub mod upstream;
 use std::{future::Future, net::SocketAddr, time::Duration};
 
 use axum::{Router, body::Bytes, serve::ListenerExt as _};
-use http::{HeaderName, HeaderValue, Method};
+use http::{HeaderName, Method};
 use tokio::net::TcpListener;
-use tower_http::cors::{AllowHeaders, AllowOrigin, CorsLayer, ExposeHeaders};
+use tower_http::cors::{AllowHeaders, CorsLayer, ExposeHeaders};
 
 pub use config::Config;
 
@@ -81,17 +81,7 @@ impl Application {
 
 /// The CORS policy for browser callers.
 fn cors(origins: &[String]) -> anyhow::Result<CorsLayer> {
-    let allow_origin = if origins.iter().any(|o| o == "*") {
-        AllowOrigin::any()
-    } else {
-        let origins = origins
-            .iter()
-            .map(|o| {
-                HeaderValue::from_str(o).map_err(|_| anyhow::anyhow!("`{o}` is not a valid origin"))
-            })
-            .collect::<anyhow::Result<Vec<_>>>()?;
-        AllowOrigin::list(origins)
-    };
+    let allow_origin = pair_common::grpc::allowed_origins(origins)?;
     Ok(CorsLayer::new()
         .allow_origin(allow_origin)
         .allow_methods([Method::GET, Method::POST, Method::PATCH, Method::DELETE])

@@ -109,19 +109,24 @@ pub struct ServeOptions {
     pub metrics: Option<Arc<GrpcMetrics>>,
 }
 
+/// The origins of a CORS policy: `*` for any, else each listed origin (an error names
+/// the first that is not a valid header value). Shared by gRPC-Web and the HTTP gateway.
+pub fn allowed_origins(origins: &[String]) -> anyhow::Result<AllowOrigin> {
+    if origins.iter().any(|o| o == "*") {
+        return Ok(AllowOrigin::any());
+    }
+    let origins = origins
+        .iter()
+        .map(|o| {
+            HeaderValue::from_str(o).map_err(|_| anyhow::anyhow!("`{o}` is not a valid origin"))
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    Ok(AllowOrigin::list(origins))
+}
+
 /// The CORS policy for gRPC-Web callers in browsers.
 fn cors(origins: &[String]) -> anyhow::Result<CorsLayer> {
-    let allow_origin = if origins.iter().any(|o| o == "*") {
-        AllowOrigin::any()
-    } else {
-        let origins = origins
-            .iter()
-            .map(|o| {
-                HeaderValue::from_str(o).map_err(|_| anyhow::anyhow!("`{o}` is not a valid origin"))
-            })
-            .collect::<anyhow::Result<Vec<_>>>()?;
-        AllowOrigin::list(origins)
-    };
+    let allow_origin = allowed_origins(origins)?;
     Ok(CorsLayer::new()
         .allow_origin(allow_origin)
         .allow_methods([http::Method::POST])
