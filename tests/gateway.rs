@@ -9,7 +9,7 @@ use http::{Method, StatusCode, header};
 use serde_json::{Value, json};
 use support::{gateway::*, *};
 
-on_both_backends!(
+on_every_backend!(
     signup_login_profile_and_refresh_speak_the_homeworks_json,
     a_profile_update_rotates_the_tokens_and_the_new_name_logs_in,
     a_password_change_rotates_the_tokens_and_ends_other_sessions,
@@ -819,8 +819,8 @@ async fn stack_with_address_throttle(backend: Backend, proxies: Vec<std::net::Ip
     config.login_free_failures = 100;
     config.trusted_proxies = proxies.iter().map(ToString::to_string).collect();
     // Failures from 127.0.0.1 are counted too: keep them away from other tests' Redis.
-    config.redis_refresh_db = 5;
-    config.redis_blocklist_db = 6;
+    config.redis_refresh_db = Some(5);
+    config.redis_blocklist_db = Some(6);
     spawn_stack_with(backend, config).await
 }
 
