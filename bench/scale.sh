@@ -19,7 +19,8 @@
 #   posts          ListPosts first and deep pages and GetPost at POST_SIZES posts, on
 #                  PostgreSQL and SQLite (POST_BACKENDS)
 # Sessions are seeded by `scale` through auth-service's own token store and codec; posts
-# in bulk SQL (generate_series / a recursive CTE), topped up from one size to the next.
+# in bulk SQL (generate_series / a recursive CTE), topped up from one size to the next
+# and vacuumed (so that autovacuum does not start in the middle of a measurement).
 # Results: bench/results/scale-*.json (QUICK: bench/results/quick/, not plotted), then bench/plot_scale.py redraws bench/results/
 # bench/plots/scale-*.png (PLOT=0 skips that).
 #
@@ -212,7 +213,7 @@ INSERT INTO posts SELECT gen_random_uuid(), gen_random_uuid(), 'author' || (g % 
   FROM generate_series($((have + 1)), $size) g;
 ALTER TABLE posts ENABLE TRIGGER posts_changed;
 NOTIFY blog_posts, '*';
-ANALYZE posts;
+VACUUM ANALYZE posts;
 SQL
       else
         sqlite3 "$WORK/blog.db" <<SQL
