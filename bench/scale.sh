@@ -21,8 +21,8 @@
 # Sessions are seeded by `scale` through auth-service's own token store and codec; posts
 # in bulk SQL (generate_series / a recursive CTE), topped up from one size to the next
 # and vacuumed (so that autovacuum does not start in the middle of a measurement).
-# Results: bench/results/scale-*.json (QUICK: bench/results/quick/, not plotted), then bench/plot_scale.py redraws bench/results/
-# bench/plots/scale-*.png (PLOT=0 skips that).
+# Results: bench/results/scale-*.json (QUICK: bench/results/quick/, not plotted); then
+# bench/plot_scale.py redraws bench/plots/scale-*.png from them (PLOT=0 skips that).
 #
 # Environment: QUICK, PARTS, SESSION_SIZES ("10000 100000 1000000"), POST_SIZES ("10000
 # 100000 1000000"), POST_BACKENDS ("postgres sqlite"), LEVELS (1,10,1000), MEMORY_SESSIONS
