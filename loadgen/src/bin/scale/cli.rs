@@ -235,7 +235,8 @@ pub fn parse_warmup(text: &str) -> Result<Duration, String> {
 pub fn parse_redis_url(text: &str) -> Result<String, String> {
     let rest = text
         .strip_prefix("redis://")
-        .ok_or_else(|| format!("`{text}` must start with redis://"))?;
+        .ok_or_else(|| format!("`{text}` must start with redis://"))?
+        .trim_end_matches('/');
     let host_port = rest.rsplit('@').next().unwrap_or(rest);
     if host_port.contains('/') {
         return Err(format!(
