@@ -13,7 +13,7 @@ use std::{
 use anyhow::Context as _;
 use auth_service::{
     keys::KeySet,
-    store::{NewSession, RedisTokenStore, TokenStore},
+    store::{NewSession, RedisOptions, RedisTarget, RedisTokenStore, TokenStore},
     tokens::{IssuedPair, TokenCodec},
 };
 use pair_proto::auth::v1::{
@@ -60,12 +60,17 @@ impl Issuer {
             store.refresh_ttl,
         );
         let tokens = RedisTokenStore::connect(
-            &store.redis_url,
-            store.refresh_db,
-            store.blocklist_db,
-            store.refresh_ttl,
-            Duration::from_secs(5),
-            false,
+            RedisTarget::Node {
+                url: &store.redis_url,
+                refresh_db: store.refresh_db,
+                blocklist_db: store.blocklist_db,
+            },
+            RedisOptions {
+                refresh_ttl: store.refresh_ttl,
+                timeout: Duration::from_secs(5),
+                cache_answers: false,
+                min_replicas: Some(0),
+            },
         )
         .await?;
         Ok(Self {
