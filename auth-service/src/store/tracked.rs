@@ -264,13 +264,7 @@ pub async fn cluster_masters(
 pub async fn cluster_has_replicas(urls: &[String], timeout: Duration) -> Option<bool> {
     for url in urls {
         let asked = async {
-            let client = Client::open(url.as_str())?;
-            let config = AsyncConnectionConfig::new()
-                .set_connection_timeout(Some(timeout))
-                .set_response_timeout(Some(timeout));
-            let mut conn = client
-                .get_multiplexed_async_connection_with_config(&config)
-                .await?;
+            let (_, mut conn) = connect_plain(url, timeout).await?;
             redis::cmd("CLUSTER")
                 .arg("NODES")
                 .query_async::<String>(&mut conn)
@@ -305,15 +299,23 @@ fn every_master_has_a_replica(nodes: &str) -> bool {
 }
 
 async fn ask_topology(url: &str, timeout: Duration) -> redis::RedisResult<ClusterTopology> {
+    let (client, mut conn) = connect_plain(url, timeout).await?;
+    topology(&mut conn, &host_of(&client)).await
+}
+
+/// A connection to the node of `url`, for a question or two.
+async fn connect_plain(
+    url: &str,
+    timeout: Duration,
+) -> redis::RedisResult<(Client, MultiplexedConnection)> {
     let client = Client::open(url)?;
     let config = AsyncConnectionConfig::new()
         .set_connection_timeout(Some(timeout))
         .set_response_timeout(Some(timeout));
-    let mut conn = client
+    let conn = client
         .get_multiplexed_async_connection_with_config(&config)
         .await?;
-    let host = host_of(&client);
-    topology(&mut conn, &host).await
+    Ok((client, conn))
 }
 
 fn host_of(client: &Client) -> String {
