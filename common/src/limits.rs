@@ -42,10 +42,10 @@ pub struct Limits {
 }
 
 impl Limits {
-    /// The defaults every service uses unless told otherwise: a few hundred MB at most
-    /// when every limit is reached (BENCHMARKS.md, "Overload").
+    /// The defaults every service uses unless told otherwise: under 256 MB resident in a
+    /// flood of 2,000 or 8,000 connections (BENCHMARKS.md, "Overload").
     pub const DEFAULT: Self = Self {
-        max_connections: 4096,
+        max_connections: 1024,
         max_streams_per_connection: 32,
         max_calls_in_flight: 1024,
     };
