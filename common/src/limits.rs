@@ -43,10 +43,12 @@ pub struct Limits {
 
 impl Limits {
     /// The defaults every service uses unless told otherwise: under 256 MB resident in a
-    /// flood of 2,000 or 8,000 connections (BENCHMARKS.md, "Overload").
+    /// flood of 2,000 or 8,000 connections of 20 calls each (BENCHMARKS.md, "Overload").
+    /// 200 streams is hyper's own default: fewer refuses the bursts clients send before
+    /// the server's SETTINGS reach them.
     pub const DEFAULT: Self = Self {
         max_connections: 1024,
-        max_streams_per_connection: 32,
+        max_streams_per_connection: 200,
         max_calls_in_flight: 1024,
     };
 }
