@@ -217,6 +217,31 @@ async fn bad_settings_stop_the_start_with_one_line_naming_the_variable() {
             ("AUTH_ADDRESS_REGISTRATION_WINDOW", "0s".into()),
             "AUTH_ADDRESS_REGISTRATION_WINDOW",
         ),
+        (
+            &dir,
+            ("AUTH_MAX_CONNECTIONS", "many".into()),
+            "AUTH_MAX_CONNECTIONS",
+        ),
+        (
+            &dir,
+            ("AUTH_MAX_STREAMS_PER_CONNECTION", "0".into()),
+            "AUTH_MAX_STREAMS_PER_CONNECTION",
+        ),
+        (
+            &dir,
+            ("AUTH_MAX_CALLS_IN_FLIGHT", "-5".into()),
+            "AUTH_MAX_CALLS_IN_FLIGHT",
+        ),
+        (
+            &dir,
+            ("BLOG_MAX_STREAMS_PER_CONNECTION", "0".into()),
+            "BLOG_MAX_STREAMS_PER_CONNECTION",
+        ),
+        (
+            &dir,
+            ("BLOG_MAX_CALLS_IN_FLIGHT", "1.5".into()),
+            "BLOG_MAX_CALLS_IN_FLIGHT",
+        ),
     ];
     for (cwd, setting, named) in cases {
         let error = start_error(cwd, &setting);

@@ -249,6 +249,36 @@ pub struct Config {
         value_delimiter = ','
     )]
     pub cors_allowed_origins: Vec<String>,
+
+    /// Connections this process holds open at once; past it a new connection is closed
+    /// as soon as it is accepted (the call fails at once: UNAVAILABLE). 0 means no limit.
+    #[arg(
+        long,
+        env = "AUTH_MAX_CONNECTIONS",
+        value_name = "AUTH_MAX_CONNECTIONS",
+        default_value_t = pair_common::limits::Limits::DEFAULT.max_connections
+    )]
+    pub max_connections: usize,
+
+    /// Calls one HTTP/2 connection may have open at once (SETTINGS_MAX_CONCURRENT_STREAMS:
+    /// a client waits for a free stream before it sends more). At least 1.
+    #[arg(
+        long,
+        env = "AUTH_MAX_STREAMS_PER_CONNECTION",
+        value_name = "AUTH_MAX_STREAMS_PER_CONNECTION",
+        default_value_t = pair_common::limits::Limits::DEFAULT.max_streams_per_connection
+    )]
+    pub max_streams_per_connection: u32,
+
+    /// Calls this process runs at once, health checks aside; past it a call is answered
+    /// RESOURCE_EXHAUSTED (with RetryInfo) at once, never queued. 0 means no limit.
+    #[arg(
+        long,
+        env = "AUTH_MAX_CALLS_IN_FLIGHT",
+        value_name = "AUTH_MAX_CALLS_IN_FLIGHT",
+        default_value_t = pair_common::limits::Limits::DEFAULT.max_calls_in_flight
+    )]
+    pub max_calls_in_flight: usize,
 }
 
 impl Config {
@@ -306,6 +336,9 @@ impl Config {
         if self.hash_queue == 0 {
             return Err("AUTH_HASH_QUEUE must be at least 1".into());
         }
+        if self.max_streams_per_connection == 0 {
+            return Err("AUTH_MAX_STREAMS_PER_CONNECTION must be at least 1".into());
+        }
         if self.hash_concurrency == Some(0) {
             return Err("AUTH_HASH_CONCURRENCY must be at least 1".into());
         }
@@ -331,6 +364,15 @@ impl Config {
             .filter(|url| !url.is_empty())
             .map(str::to_owned)
             .collect()
+    }
+
+    /// Connections, streams and calls in flight (docs/ARCHITECTURE.md, "Overload").
+    pub fn limits(&self) -> pair_common::limits::Limits {
+        pair_common::limits::Limits {
+            max_connections: self.max_connections,
+            max_streams_per_connection: self.max_streams_per_connection,
+            max_calls_in_flight: self.max_calls_in_flight,
+        }
     }
 
     /// AUTH_TRUSTED_PROXIES parsed; empty entries (`AUTH_TRUSTED_PROXIES=` from a

@@ -118,6 +118,7 @@ impl Application {
                 async move { core.ping().await }
             },
             cors_allowed_origins: config.cors_allowed_origins.clone(),
+            limits: config.limits(),
             metrics: config
                 .metrics_addr
                 .zip(metrics)

@@ -65,13 +65,55 @@ pub struct Config {
         value_delimiter = ','
     )]
     pub cors_allowed_origins: Vec<String>,
+
+    /// Connections this process holds open at once; past it a new connection is closed
+    /// as soon as it is accepted (the call fails at once: UNAVAILABLE). 0 means no limit.
+    #[arg(
+        long,
+        env = "BLOG_MAX_CONNECTIONS",
+        value_name = "BLOG_MAX_CONNECTIONS",
+        default_value_t = pair_common::limits::Limits::DEFAULT.max_connections
+    )]
+    pub max_connections: usize,
+
+    /// Calls one HTTP/2 connection may have open at once (SETTINGS_MAX_CONCURRENT_STREAMS:
+    /// a client waits for a free stream before it sends more). At least 1.
+    #[arg(
+        long,
+        env = "BLOG_MAX_STREAMS_PER_CONNECTION",
+        value_name = "BLOG_MAX_STREAMS_PER_CONNECTION",
+        default_value_t = pair_common::limits::Limits::DEFAULT.max_streams_per_connection
+    )]
+    pub max_streams_per_connection: u32,
+
+    /// Calls this process runs at once, health checks aside; past it a call is answered
+    /// RESOURCE_EXHAUSTED (with RetryInfo) at once, never queued. 0 means no limit.
+    #[arg(
+        long,
+        env = "BLOG_MAX_CALLS_IN_FLIGHT",
+        value_name = "BLOG_MAX_CALLS_IN_FLIGHT",
+        default_value_t = pair_common::limits::Limits::DEFAULT.max_calls_in_flight
+    )]
+    pub max_calls_in_flight: usize,
 }
 
 impl Config {
+    /// Connections, streams and calls in flight (docs/ARCHITECTURE.md, "Overload").
+    pub fn limits(&self) -> pair_common::limits::Limits {
+        pair_common::limits::Limits {
+            max_connections: self.max_connections,
+            max_streams_per_connection: self.max_streams_per_connection,
+            max_calls_in_flight: self.max_calls_in_flight,
+        }
+    }
+
     /// Checks what clap cannot: that auth-service's address is one we can reach.
     pub fn validate(&self) -> Result<(), String> {
         pair_common::grpc::check_cors_origins(&self.cors_allowed_origins)
             .map_err(|why| format!("BLOG_CORS_ALLOWED_ORIGINS: {why}"))?;
+        if self.max_streams_per_connection == 0 {
+            return Err("BLOG_MAX_STREAMS_PER_CONNECTION must be at least 1".into());
+        }
         let uri: tonic::transport::Uri = self.auth_url.parse().map_err(|_| {
             format!(
                 "BLOG_AUTH_URL `{}` is not a URL: write e.g. http://127.0.0.1:50051",

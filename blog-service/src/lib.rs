@@ -69,6 +69,7 @@ impl Application {
                 async move { core.ping().await }
             },
             cors_allowed_origins: config.cors_allowed_origins.clone(),
+            limits: config.limits(),
             metrics: config.metrics_addr.map(|addr| MetricsSetup {
                 addr,
                 variable: "BLOG_METRICS_ADDR",

@@ -17,6 +17,7 @@ use tonic_types::{ErrorDetails, StatusExt};
 use tokio::task::JoinHandle;
 
 use crate::{
+    limits::{ConnectionLimit, InFlightLayer, Limits},
     metrics::{GrpcMetrics, Metrics, MetricsServer, Refresh},
     observe::CallLayer,
 };
@@ -107,6 +108,8 @@ pub struct ServeOptions {
     pub cors_allowed_origins: Vec<String>,
     /// Per-call Prometheus metrics, when on.
     pub metrics: Option<Arc<GrpcMetrics>>,
+    /// Connections, streams and calls in flight (docs/ARCHITECTURE.md, "Overload").
+    pub limits: Limits,
 }
 
 /// The origins of a CORS policy: `*` for any, else each listed origin (an error names
@@ -161,19 +164,27 @@ pub async fn serve(
     options: ServeOptions,
     shutdown: impl Future<Output = ()> + Send,
 ) -> anyhow::Result<()> {
+    use tokio_stream::StreamExt as _;
+    let limits = options.limits;
+    let connections = ConnectionLimit::new(limits.max_connections);
+    // TCP_NODELAY: a response's trailers are a second small write, which Nagle would
+    // hold until the client's delayed ACK (~40 ms per call).
+    let incoming = TcpIncoming::from(listener)
+        .with_nodelay(Some(true))
+        .filter_map(move |accepted| match accepted {
+            Ok(stream) => connections.admit(stream).map(Ok),
+            Err(error) => Some(Err(error)),
+        });
     Server::builder()
         .accept_http1(true)
         .http2_keepalive_interval(Some(Duration::from_secs(30)))
+        .max_concurrent_streams(limits.max_streams_per_connection)
         .layer(cors(&options.cors_allowed_origins)?)
         .layer(tonic_web::GrpcWebLayer::new())
         .layer(CallLayer::new(options.metrics))
+        .layer(InFlightLayer::new(limits.max_calls_in_flight))
         .add_routes(routes)
-        // TCP_NODELAY: a response's trailers are a second small write, which Nagle
-        // would hold until the client's delayed ACK (~40 ms per call).
-        .serve_with_incoming_shutdown(
-            TcpIncoming::from(listener).with_nodelay(Some(true)),
-            shutdown,
-        )
+        .serve_with_incoming_shutdown(incoming, shutdown)
         .await?;
     Ok(())
 }
@@ -193,6 +204,7 @@ pub struct ServerSetup<P> {
     pub probe: P,
     pub cors_allowed_origins: Vec<String>,
     pub metrics: Option<MetricsSetup>,
+    pub limits: Limits,
 }
 
 /// Where and what the metrics endpoint serves.
@@ -240,6 +252,7 @@ impl PreparedServer {
             options: ServeOptions {
                 cors_allowed_origins: setup.cors_allowed_origins,
                 metrics: grpc_metrics,
+                limits: setup.limits,
             },
             metrics,
             background: vec![monitor],

@@ -5,6 +5,7 @@
 pub mod duration;
 pub mod grpc;
 pub mod health;
+pub mod limits;
 pub mod metrics;
 pub mod observe;
 pub mod runtime;

@@ -26,6 +26,9 @@ pub async fn blog_config_on(backend: Backend, auth_url: String) -> blog_service:
         post_cache: true,
         metrics_addr: None,
         cors_allowed_origins: Vec::new(),
+        max_connections: pair_common::limits::Limits::DEFAULT.max_connections,
+        max_streams_per_connection: pair_common::limits::Limits::DEFAULT.max_streams_per_connection,
+        max_calls_in_flight: pair_common::limits::Limits::DEFAULT.max_calls_in_flight,
     }
 }
 

@@ -252,6 +252,9 @@ pub async fn auth_config_on(backend: Backend) -> auth_service::Config {
         store_timeout: Duration::from_secs(2),
         metrics_addr: None,
         cors_allowed_origins: Vec::new(),
+        max_connections: pair_common::limits::Limits::DEFAULT.max_connections,
+        max_streams_per_connection: pair_common::limits::Limits::DEFAULT.max_streams_per_connection,
+        max_calls_in_flight: pair_common::limits::Limits::DEFAULT.max_calls_in_flight,
     }
 }
 
