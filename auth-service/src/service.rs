@@ -2,7 +2,7 @@
 
 use std::{net::IpAddr, sync::Arc, time::Duration};
 
-use pair_common::grpc::{FieldViolation, bearer_token};
+use pair_common::status::{FieldViolation, bearer_token};
 use pair_common::time::now;
 use uuid::Uuid;
 

@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use pair_common::grpc::bearer_token;
+use pair_common::status::bearer_token;
 
 use uuid::Uuid;
 

@@ -1,6 +1,6 @@
 //! Username, email and password rules (docs/ARCHITECTURE.md, "The pair and its layers"). Lengths count Unicode code points.
 
-use pair_common::grpc::FieldViolation;
+use pair_common::status::FieldViolation;
 
 use super::common_passwords;
 
