@@ -20,8 +20,8 @@ pub mod tokens;
 use std::{future::Future, net::SocketAddr, sync::Arc};
 
 use pair_common::{
-    grpc::{MetricsSetup, PreparedServer, ServerSetup},
     metrics::Metrics,
+    server::{MetricsSetup, PreparedServer, ServerSetup},
     sql::SqlPool,
 };
 use pair_proto::auth::v1::{

@@ -70,7 +70,7 @@ pub struct Config {
 impl Config {
     /// Checks what clap cannot: that auth-service's address is one we can reach.
     pub fn validate(&self) -> Result<(), String> {
-        pair_common::grpc::check_cors_origins(&self.cors_allowed_origins)
+        pair_common::server::check_cors_origins(&self.cors_allowed_origins)
             .map_err(|why| format!("BLOG_CORS_ALLOWED_ORIGINS: {why}"))?;
         let uri: tonic::transport::Uri = self.auth_url.parse().map_err(|_| {
             format!(

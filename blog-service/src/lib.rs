@@ -16,8 +16,8 @@ pub mod store;
 use std::{future::Future, net::SocketAddr, path::Path, sync::Arc};
 
 use pair_common::{
-    grpc::{MetricsSetup, PreparedServer, ServerSetup},
     metrics::Metrics,
+    server::{MetricsSetup, PreparedServer, ServerSetup},
     sql::SqlPool,
 };
 use pair_proto::blog::v1::blog_service_server::BlogServiceServer;

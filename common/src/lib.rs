@@ -3,7 +3,7 @@
 //!
 //! - [`status`]: field violations as a `google.rpc.BadRequest`, and the bearer token of a
 //!   call: the words a domain and an adapter use to say what was wrong with a request.
-//! - [`grpc`]: serving a tonic router: health, reflection, gRPC-Web and CORS, the
+//! - [`server`]: serving a tonic router: health, reflection, gRPC-Web and CORS, the
 //!   per-call layers, graceful shutdown, the metrics endpoint beside it.
 //! - [`net`]: binding a listener (errors name the setting) and CORS origins.
 //! - [`observe`]: the per-call layer: W3C trace context in every log line and outgoing
@@ -20,12 +20,12 @@
 //!   precision the stores keep.
 
 pub mod duration;
-pub mod grpc;
 pub mod health;
 pub mod metrics;
 pub mod net;
 pub mod observe;
 pub mod oversize;
+pub mod server;
 pub mod runtime;
 pub mod service;
 pub mod shutdown;
