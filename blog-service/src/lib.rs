@@ -115,7 +115,7 @@ async fn connect_posts(config: &Config) -> anyhow::Result<Arc<dyn PostStore>> {
     tracing::info!(backend = pool.backend(), "post database ready");
     let postgres = matches!(pool, SqlPool::Postgres(_));
     let sqlite_file = pool.sqlite_file().map(Path::to_owned);
-    let store = SqlPostStore::new(pool, config.store_timeout)?;
+    let store = SqlPostStore::new(pool);
     if !config.post_cache {
         return Ok(Arc::new(store));
     }
@@ -129,7 +129,7 @@ async fn connect_posts(config: &Config) -> anyhow::Result<Arc<dyn PostStore>> {
             store,
             &file,
             config.store_timeout,
-        )?)),
+        ))),
         // An in-memory SQLite database: no file to watch, so nothing is kept.
         _ => Ok(Arc::new(store)),
     }

@@ -13,7 +13,6 @@
 //! - [`metrics`]: the Prometheus registry, the go-grpc-prometheus names, `GET /metrics`.
 //! - [`health`]: `grpc.health.v1` following the stores, and the `healthcheck` command.
 //! - [`sql`]: the SQL backends (PostgreSQL, SQLite), our pool, `with_pool!`.
-//! - [`sqlite_read`]: SQLite reads on threads of their own.
 //! - [`service`]: the `main` of a service binary; [`runtime`]: its Tokio runtime;
 //!   [`shutdown`]: the signal that stops it; [`telemetry`]: its logs.
 //! - [`duration`]: durations in settings (`2s`, `15m`); [`time`]: times at the
@@ -25,12 +24,11 @@ pub mod metrics;
 pub mod net;
 pub mod observe;
 pub mod oversize;
-pub mod server;
 pub mod runtime;
+pub mod server;
 pub mod service;
 pub mod shutdown;
 pub mod sql;
-pub mod sqlite_read;
 pub mod status;
 pub mod telemetry;
 pub mod time;
