@@ -29,6 +29,25 @@ impl BlogError {
     }
 }
 
+/// Failures of the post store, before they get a meaning.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The store could not be reached or did not answer in time.
+    #[error("post store unavailable")]
+    Unavailable(#[source] anyhow::Error),
+    #[error("post store failure")]
+    Other(#[source] anyhow::Error),
+}
+
+impl From<StoreError> for BlogError {
+    fn from(error: StoreError) -> Self {
+        match error {
+            StoreError::Unavailable(cause) => Self::Unavailable(cause),
+            StoreError::Other(cause) => Self::Internal(cause),
+        }
+    }
+}
+
 impl From<BlogError> for Status {
     fn from(error: BlogError) -> Self {
         match error {

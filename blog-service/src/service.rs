@@ -156,7 +156,7 @@ impl BlogCore {
         match self.posts.find(id).await {
             Ok(Some(_)) => BlogError::PermissionDenied,
             Ok(None) => BlogError::NotFound("post"),
-            Err(error) => error,
+            Err(error) => error.into(),
         }
     }
 }

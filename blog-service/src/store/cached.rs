@@ -44,7 +44,7 @@ use uuid::Uuid;
 use super::PostStore;
 use crate::{
     domain::{Post, PostChange, page::Cursor},
-    error::BlogError,
+    error::StoreError,
 };
 
 /// The channel the `posts_changed` trigger notifies.
@@ -245,7 +245,7 @@ impl<S: PostStore> CachedPostStore<S> {
     }
 
     /// Runs a read, dropping everything kept if it failed (fail closed).
-    fn checked<T>(&self, result: Result<T, BlogError>) -> Result<T, BlogError> {
+    fn checked<T>(&self, result: Result<T, StoreError>) -> Result<T, StoreError> {
         if result.is_err() {
             self.cache.drop_all();
         }
@@ -255,13 +255,13 @@ impl<S: PostStore> CachedPostStore<S> {
 
 #[async_trait]
 impl<S: PostStore> PostStore for CachedPostStore<S> {
-    async fn insert(&self, post: &Post) -> Result<(), BlogError> {
+    async fn insert(&self, post: &Post) -> Result<(), StoreError> {
         let result = self.inner.insert(post).await;
         self.cache.drop_post(Some(post.id));
         result
     }
 
-    async fn find(&self, id: Uuid) -> Result<Option<Post>, BlogError> {
+    async fn find(&self, id: Uuid) -> Result<Option<Post>, StoreError> {
         let ticket = match self.cache.post(id) {
             Ok(post) => return Ok(post),
             Err(ticket) => ticket,
@@ -278,7 +278,7 @@ impl<S: PostStore> PostStore for CachedPostStore<S> {
         author_id: Option<Uuid>,
         after: Option<Cursor>,
         limit: usize,
-    ) -> Result<Vec<Post>, BlogError> {
+    ) -> Result<Vec<Post>, StoreError> {
         let key = (author_id, after.map(|c| (c.create_time, c.id)), limit);
         let ticket = match self.cache.page(&key) {
             Ok(page) => return Ok(page),
@@ -297,19 +297,19 @@ impl<S: PostStore> PostStore for CachedPostStore<S> {
         author_id: Uuid,
         change: &PostChange,
         now: DateTime<Utc>,
-    ) -> Result<Option<Post>, BlogError> {
+    ) -> Result<Option<Post>, StoreError> {
         let result = self.inner.update_owned(id, author_id, change, now).await;
         self.cache.drop_post(Some(id));
         result
     }
 
-    async fn delete_owned(&self, id: Uuid, author_id: Uuid) -> Result<bool, BlogError> {
+    async fn delete_owned(&self, id: Uuid, author_id: Uuid) -> Result<bool, StoreError> {
         let result = self.inner.delete_owned(id, author_id).await;
         self.cache.drop_post(Some(id));
         result
     }
 
-    async fn rename_author(&self, author_id: Uuid, username: &str) -> Result<u64, BlogError> {
+    async fn rename_author(&self, author_id: Uuid, username: &str) -> Result<u64, StoreError> {
         let result = self.inner.rename_author(author_id, username).await;
         // Called on every write, and usually renames nothing: only a change drops.
         if !matches!(result, Ok(0)) {
@@ -318,7 +318,7 @@ impl<S: PostStore> PostStore for CachedPostStore<S> {
         result
     }
 
-    async fn ping(&self) -> Result<(), BlogError> {
+    async fn ping(&self) -> Result<(), StoreError> {
         self.inner.ping().await
     }
 }
@@ -626,10 +626,10 @@ mod tests {
 
     #[async_trait]
     impl PostStore for Counting {
-        async fn insert(&self, post: &Post) -> Result<(), BlogError> {
+        async fn insert(&self, post: &Post) -> Result<(), StoreError> {
             self.inner.insert(post).await
         }
-        async fn find(&self, id: Uuid) -> Result<Option<Post>, BlogError> {
+        async fn find(&self, id: Uuid) -> Result<Option<Post>, StoreError> {
             self.count();
             self.inner.find(id).await
         }
@@ -638,7 +638,7 @@ mod tests {
             author_id: Option<Uuid>,
             after: Option<Cursor>,
             limit: usize,
-        ) -> Result<Vec<Post>, BlogError> {
+        ) -> Result<Vec<Post>, StoreError> {
             self.count();
             self.inner.list(author_id, after, limit).await
         }
@@ -648,16 +648,16 @@ mod tests {
             author_id: Uuid,
             change: &PostChange,
             now: DateTime<Utc>,
-        ) -> Result<Option<Post>, BlogError> {
+        ) -> Result<Option<Post>, StoreError> {
             self.inner.update_owned(id, author_id, change, now).await
         }
-        async fn delete_owned(&self, id: Uuid, author_id: Uuid) -> Result<bool, BlogError> {
+        async fn delete_owned(&self, id: Uuid, author_id: Uuid) -> Result<bool, StoreError> {
             self.inner.delete_owned(id, author_id).await
         }
-        async fn rename_author(&self, author_id: Uuid, username: &str) -> Result<u64, BlogError> {
+        async fn rename_author(&self, author_id: Uuid, username: &str) -> Result<u64, StoreError> {
             self.inner.rename_author(author_id, username).await
         }
-        async fn ping(&self) -> Result<(), BlogError> {
+        async fn ping(&self) -> Result<(), StoreError> {
             self.inner.ping().await
         }
     }

@@ -12,7 +12,7 @@ use uuid::Uuid;
 use super::PostStore;
 use crate::{
     domain::{Post, PostChange, page::Cursor},
-    error::BlogError,
+    error::StoreError,
 };
 
 /// The blog-service schema, per backend.
@@ -58,13 +58,13 @@ const LIST_BY_AUTHOR_AFTER: &str = select_posts!(
 );
 
 /// Outages are `Unavailable`; anything else is `Internal`.
-fn classify(error: sqlx::Error) -> BlogError {
+fn classify(error: sqlx::Error) -> StoreError {
     let outage = is_unavailable(&error);
     let cause = anyhow::Error::new(error).context("posts database");
     if outage {
-        BlogError::Unavailable(cause)
+        StoreError::Unavailable(cause)
     } else {
-        BlogError::Internal(cause)
+        StoreError::Other(cause)
     }
 }
 
@@ -93,7 +93,7 @@ fn limit(limit: usize) -> i64 {
 
 #[async_trait]
 impl PostStore for SqlPostStore {
-    async fn insert(&self, post: &Post) -> Result<(), BlogError> {
+    async fn insert(&self, post: &Post) -> Result<(), StoreError> {
         with_pool!(write &self.pool, conn => sqlx::query(
             "INSERT INTO posts \
              (id, author_id, author_username, title, content, create_time, update_time) \
@@ -112,7 +112,7 @@ impl PostStore for SqlPostStore {
         .map_err(classify)
     }
 
-    async fn find(&self, id: Uuid) -> Result<Option<Post>, BlogError> {
+    async fn find(&self, id: Uuid) -> Result<Option<Post>, StoreError> {
         with_pool!(&self.pool, conn => sqlx::query(FIND)
         .bind(id)
         .fetch_optional(conn)
@@ -128,7 +128,7 @@ impl PostStore for SqlPostStore {
         author_id: Option<Uuid>,
         after: Option<Cursor>,
         limit: usize,
-    ) -> Result<Vec<Post>, BlogError> {
+    ) -> Result<Vec<Post>, StoreError> {
         let limit = self::limit(limit);
         with_pool!(&self.pool, conn => {
         let query = match (author_id, after) {
@@ -159,7 +159,7 @@ impl PostStore for SqlPostStore {
         author_id: Uuid,
         change: &PostChange,
         now: DateTime<Utc>,
-    ) -> Result<Option<Post>, BlogError> {
+    ) -> Result<Option<Post>, StoreError> {
         with_pool!(write &self.pool, conn => sqlx::query(
             "UPDATE posts SET title = COALESCE($3, title), content = COALESCE($4, content), \
              update_time = $5 WHERE id = $1 AND author_id = $2 \
@@ -178,7 +178,7 @@ impl PostStore for SqlPostStore {
         .map_err(classify)
     }
 
-    async fn delete_owned(&self, id: Uuid, author_id: Uuid) -> Result<bool, BlogError> {
+    async fn delete_owned(&self, id: Uuid, author_id: Uuid) -> Result<bool, StoreError> {
         with_pool!(write &self.pool, conn => sqlx::query("DELETE FROM posts WHERE id = $1 AND author_id = $2")
             .bind(id)
             .bind(author_id)
@@ -188,7 +188,7 @@ impl PostStore for SqlPostStore {
             .map_err(classify)
     }
 
-    async fn rename_author(&self, author_id: Uuid, username: &str) -> Result<u64, BlogError> {
+    async fn rename_author(&self, author_id: Uuid, username: &str) -> Result<u64, StoreError> {
         with_pool!(write &self.pool, conn => sqlx::query(
             "UPDATE posts SET author_username = $2 \
              WHERE author_id = $1 AND author_username <> $2",
@@ -201,7 +201,7 @@ impl PostStore for SqlPostStore {
         .map_err(classify)
     }
 
-    async fn ping(&self) -> Result<(), BlogError> {
+    async fn ping(&self) -> Result<(), StoreError> {
         self.pool.ping().await.map_err(classify)
     }
 }
