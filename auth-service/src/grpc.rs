@@ -12,6 +12,7 @@ use tonic::{Request, Response, Status, metadata::MetadataMap};
 
 use crate::{
     client::TrustedProxies,
+    error::AuthError,
     domain::User,
     metrics::{AuthMetrics, IntrospectOutcome},
     service::{AuthCore, Principal},
@@ -51,8 +52,9 @@ impl AuthGrpc {
     }
 
     async fn principal(&self, metadata: &MetadataMap) -> Result<Principal, Status> {
-        let authorization = metadata.get("authorization").and_then(|v| v.to_str().ok());
-        Ok(self.core.authenticate(authorization).await?)
+        let token = pair_common::status::bearer(metadata)
+            .map_err(|e| AuthError::Unauthenticated(e.message()))?;
+        Ok(self.core.authenticate(token).await?)
     }
 }
 
