@@ -1,8 +1,7 @@
 //! gRPC adapter: read metadata, hand the request to `BlogCore`, convert back.
 
-use chrono::{DateTime, Utc};
+use pair_common::time::timestamp;
 use pair_proto::blog::v1::{self as pb, blog_service_server::BlogService};
-use prost_types::Timestamp;
 use tonic::{Request, Response, Status, metadata::MetadataMap};
 
 use crate::{domain::Post, error::BlogError, service::BlogCore};
@@ -23,13 +22,6 @@ impl BlogGrpc {
 /// auth-service.
 fn bearer(metadata: &MetadataMap) -> Result<&str, BlogError> {
     pair_common::status::bearer(metadata).map_err(|e| BlogError::Unauthenticated(e.message()))
-}
-
-fn timestamp(time: DateTime<Utc>) -> Option<Timestamp> {
-    Some(Timestamp {
-        seconds: time.timestamp(),
-        nanos: i32::try_from(time.timestamp_subsec_nanos()).unwrap_or(0),
-    })
 }
 
 impl From<Post> for pb::Post {
