@@ -374,3 +374,40 @@ pub mod blog;
 pub mod faults;
 pub mod gateway;
 pub mod stores;
+
+/// Whether Introspect on `server` says `token` is an active access token.
+pub async fn is_active(server: &Running, token: &str) -> bool {
+    introspection_client(server)
+        .await
+        .introspect(auth::IntrospectRequest {
+            token: token.to_owned(),
+        })
+        .await
+        .expect("introspect")
+        .into_inner()
+        .active
+}
+
+/// Refresh on `server` with `refresh_token`: the new pair, or the call's status.
+pub async fn refresh(
+    server: &Running,
+    refresh_token: &str,
+) -> Result<auth::TokenPair, tonic::Status> {
+    auth_client(server)
+        .await
+        .refresh(auth::RefreshRequest {
+            refresh_token: refresh_token.to_owned(),
+        })
+        .await
+        .map(|r| r.into_inner().tokens.expect("tokens"))
+}
+
+/// Refresh on `server` with `refresh_token` must be UNAUTHENTICATED; `why` it must.
+pub async fn assert_refresh_refused(server: &Running, refresh_token: &str, why: &str) {
+    let status = refresh(server, refresh_token).await.expect_err(why);
+    assert_eq!(
+        status.code(),
+        tonic::Code::Unauthenticated,
+        "{why}: {status:?}"
+    );
+}
