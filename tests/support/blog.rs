@@ -7,7 +7,7 @@ use pair_proto::blog::v1::{self as blog, blog_service_client::BlogServiceClient}
 use sqlx::{Connection as _, Executor as _, PgConnection};
 use tonic::{Code, Status, transport::Channel};
 
-use super::{Backend, Running, authed, fresh_database_on, postgres_server, spawn};
+use super::{Backend, Running, authed, fresh_database_on, postgres_server, serve};
 
 /// The configuration tests run blog-service with: a fresh PostgreSQL database, port 0,
 /// and auth-service at `auth_url`.
@@ -34,12 +34,7 @@ pub async fn start_blog(config: blog_service::Config) -> Running {
     let app = blog_service::Application::build(config)
         .await
         .expect("build blog-service");
-    let addr = app.local_addr();
-    spawn(addr, |stopped| {
-        app.run_until_stopped(async move {
-            let _ = stopped.await;
-        })
-    })
+    serve(app)
 }
 
 /// Starts blog-service on a fresh database, using the running `auth` server.

@@ -247,14 +247,19 @@ where
     }
 }
 
-/// Serves an already built auth-service.
-pub fn start_built_auth(app: auth_service::Application) -> Running {
+/// Serves a built auth-service or blog-service until the returned server is stopped.
+pub fn serve<C: Send + 'static>(app: pair_common::service::Application<C>) -> Running {
     let addr = app.local_addr();
     spawn(addr, |stopped| {
         app.run_until_stopped(async move {
             let _ = stopped.await;
         })
     })
+}
+
+/// Serves an already built auth-service.
+pub fn start_built_auth(app: auth_service::Application) -> Running {
+    serve(app)
 }
 
 /// Starts auth-service with `config`.
@@ -266,12 +271,7 @@ pub async fn start_auth(config: auth_service::Config) -> Running {
     let app = auth_service::Application::build(config)
         .await
         .expect("build auth-service");
-    let addr = app.local_addr();
-    spawn(addr, |stopped| {
-        app.run_until_stopped(async move {
-            let _ = stopped.await;
-        })
-    })
+    serve(app)
 }
 
 /// Starts auth-service on a fresh database and the shared Redis.

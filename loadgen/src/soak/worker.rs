@@ -21,7 +21,7 @@ use tonic::{
 };
 
 use crate::{
-    harness::{Failure, Rng, Window},
+    harness::{Rng, Window},
     seed,
 };
 
@@ -556,6 +556,7 @@ fn check_page(posts: &[Post], previous: Option<&PostKey>, first_page: bool) -> R
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::harness::Failure;
 
     fn post(id: &str, seconds: i64, nanos: i32) -> Post {
         let mut time = pair_proto::timestamp(std::time::UNIX_EPOCH);
