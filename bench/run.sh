@@ -4,6 +4,8 @@
 #   bash bench/run.sh                # full run: 2s warm-up + 10s per scenario
 #   QUICK=1 bash bench/run.sh        # smoke test: short durations, small seeds
 #   BACKENDS=embedded bash bench/run.sh
+#   BACKENDS=cluster bash bench/run.sh   # PostgreSQL + the local Redis Cluster
+#   BACKENDS=cluster BENCH_MIN_REPLICAS=0 bash bench/run.sh   # … without WAIT
 #   SOAK=1 bash bench/run.sh         # the benchmark, then the soak, on each backend
 #   SOAK=only bash bench/run.sh      # only the soak (bench/soak.sh does this)
 #   FLOOD=only bash bench/run.sh     # only login under a flood from one address
@@ -417,8 +419,27 @@ for backend in $BACKENDS; do
         AUTH_REDIS_URL="$REDIS_URL" \
         BLOG_DATABASE_URL="postgres://$PGUSER@$PGHOST:$PGPORT/bench_blog_$ts"
       ;;
+    cluster)
+      # PostgreSQL + the local Redis Cluster of this checkout (started if it is not up).
+      command -v psql >/dev/null || die "cluster backend: psql is not installed"
+      cluster_urls="$(bash "$ROOT/tests/cluster/redis-cluster.sh" start)" \
+        || die "cluster backend: tests/cluster/redis-cluster.sh start failed"
+      ts="$(date +%Y%m%d%H%M%S)_$$"
+      for service in auth blog; do
+        psql -h "$PGHOST" -p "$PGPORT" -U "$PGUSER" -v ON_ERROR_STOP=1 -qc \
+          "CREATE DATABASE benchc_${service}_$ts" >/dev/null \
+          || die "cannot create database benchc_${service}_$ts on $PGHOST:$PGPORT as $PGUSER"
+        DATABASES+=("benchc_${service}_$ts")
+      done
+      replicas=()
+      [[ -n "${BENCH_MIN_REPLICAS:-}" ]] && replicas=(AUTH_REDIS_MIN_REPLICAS="$BENCH_MIN_REPLICAS")
+      run_backend "cluster${BENCH_MIN_REPLICAS:+-wait$BENCH_MIN_REPLICAS}" 50351 50352 "$TMP/cluster" \
+        AUTH_DATABASE_URL="postgres://$PGUSER@$PGHOST:$PGPORT/benchc_auth_$ts" \
+        AUTH_REDIS_CLUSTER_URLS="$cluster_urls" "${replicas[@]}" \
+        BLOG_DATABASE_URL="postgres://$PGUSER@$PGHOST:$PGPORT/benchc_blog_$ts"
+      ;;
     *)
-      die "unknown backend \`$backend\` in BACKENDS: use embedded and/or postgres"
+      die "unknown backend \`$backend\` in BACKENDS: use embedded, postgres and/or cluster"
       ;;
   esac
 done

@@ -3,7 +3,7 @@
 
 mod support;
 
-on_both_backends!(
+on_every_backend!(
     register_returns_the_user_and_never_a_password,
     register_reports_every_bad_field_at_once,
     register_applies_each_validation_rule,

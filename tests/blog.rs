@@ -4,7 +4,7 @@
 
 mod support;
 
-on_both_backends!(
+on_every_backend!(
     the_homework_flow_works_step_by_step_over_grpc,
     paging_never_repeats_or_skips_an_older_post_while_posts_are_written,
     the_author_filter_lists_only_that_authors_posts,

@@ -6,7 +6,7 @@
 
 mod support;
 
-on_both_backends!(
+on_every_backend!(
     a_login_flood_from_one_address_leaves_another_address_logging_in_promptly,
     a_register_flood_from_one_address_leaves_another_address_logging_in_promptly,
     under_a_flood_a_real_and_an_unknown_name_get_the_same_answer,
@@ -14,7 +14,6 @@ on_both_backends!(
 );
 
 use std::{
-    net::IpAddr,
     sync::{
         Arc,
         atomic::{AtomicBool, Ordering},
@@ -34,13 +33,6 @@ const FLOOD: usize = 128;
 const USER_LOGINS: usize = 15;
 const LOGIN_EVERY: Duration = Duration::from_millis(200);
 
-/// A loopback address no other test (or earlier run) uses: 127.x.y.z, never 127.0.0.1.
-fn fresh_loopback() -> IpAddr {
-    let id = uuid::Uuid::new_v4();
-    let b = id.as_bytes();
-    IpAddr::from([127, 1 + b[0] % 254, b[1], 1 + b[2] % 254])
-}
-
 /// auth-service on `backend` with the per-address limits at their defaults.
 async fn defended(backend: Backend) -> auth_service::Config {
     let defaults = auth_service::Config::parse_from(["auth-service"]);
@@ -52,17 +44,6 @@ async fn defended(backend: Backend) -> auth_service::Config {
     config.address_registration_window = defaults.address_registration_window;
     assert!(config.address_hashes_in_flight > 0 && config.address_hash_limit > 0);
     config
-}
-
-/// A client whose connection comes from `source`.
-async fn client_from(server: &Running, source: IpAddr) -> AuthServiceClient<Channel> {
-    let channel = tonic::transport::Endpoint::from_shared(server.url())
-        .expect("url")
-        .local_address(Some(source))
-        .connect()
-        .await
-        .unwrap_or_else(|e| panic!("connect from {source}: {e}"));
-    AuthServiceClient::new(channel)
 }
 
 fn login_request(username: &str, password: &str) -> pb::LoginRequest {

@@ -9,7 +9,7 @@ use http::{Method, StatusCode, header};
 use serde_json::{Value, json};
 use support::{gateway::*, *};
 
-on_both_backends!(
+on_every_backend!(
     signup_login_profile_and_refresh_speak_the_homeworks_json,
     a_profile_update_rotates_the_tokens_and_the_new_name_logs_in,
     a_password_change_rotates_the_tokens_and_ends_other_sessions,

@@ -8,7 +8,7 @@ use http::{Method, StatusCode, header};
 use serde_json::json;
 use support::{gateway::*, *};
 
-on_both_backends!(
+on_every_backend!(
     repeated_failed_logins_are_429_with_retry_after,
     behind_a_trusted_gateway_each_client_is_throttled_by_its_own_address,
     an_untrusted_gateway_cannot_vouch_for_the_address_it_forwards,
@@ -59,8 +59,8 @@ async fn stack_with_address_throttle(backend: Backend, proxies: Vec<std::net::Ip
     config.login_free_failures = 100;
     config.trusted_proxies = proxies.iter().map(ToString::to_string).collect();
     // Failures from 127.0.0.1 are counted too: keep them away from other tests' Redis.
-    config.redis_refresh_db = 5;
-    config.redis_blocklist_db = 6;
+    config.redis_refresh_db = Some(5);
+    config.redis_blocklist_db = Some(6);
     spawn_stack_with(backend, config).await
 }
 

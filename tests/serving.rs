@@ -4,7 +4,7 @@
 
 mod support;
 
-on_both_backends!(
+on_every_backend!(
     health_and_reflection_list_every_service,
     an_oversized_request_is_refused_and_changes_nothing,
 );

@@ -224,12 +224,68 @@ async fn bad_settings_stop_the_start_with_one_line_naming_the_variable() {
     }
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn conflicting_redis_settings_stop_the_start_naming_both() {
+    let dir = temp_dir();
+    let cluster = ("AUTH_REDIS_CLUSTER_URLS", "redis://127.0.0.1:1".to_owned());
+    // The settings, and what the error line names.
+    type Case<'a> = (Vec<(&'a str, String)>, &'a [&'a str]);
+    let cases: Vec<Case> = vec![
+        (
+            vec![
+                cluster.clone(),
+                ("AUTH_REDIS_URL", "redis://127.0.0.1:6379".into()),
+            ],
+            &["AUTH_REDIS_URL", "AUTH_REDIS_CLUSTER_URLS"],
+        ),
+        (
+            vec![cluster.clone(), ("AUTH_REDIS_REFRESH_DB", "3".into())],
+            &["AUTH_REDIS_REFRESH_DB", "AUTH_REDIS_CLUSTER_URLS"],
+        ),
+        (
+            vec![cluster.clone(), ("AUTH_REDIS_BLOCKLIST_DB", "4".into())],
+            &["AUTH_REDIS_BLOCKLIST_DB", "AUTH_REDIS_CLUSTER_URLS"],
+        ),
+        (
+            vec![("AUTH_REDIS_CLUSTER_URLS", ",".into())],
+            &["AUTH_REDIS_CLUSTER_URLS"],
+        ),
+        (
+            vec![(
+                "AUTH_REDIS_CLUSTER_URLS",
+                "redis://127.0.0.1:1,http://127.0.0.1:2".into(),
+            )],
+            &["AUTH_REDIS_CLUSTER_URLS", "`http`"],
+        ),
+        (
+            vec![("AUTH_REDIS_MIN_REPLICAS", "1".into())],
+            &["AUTH_REDIS_MIN_REPLICAS"],
+        ),
+        (
+            vec![("AUTH_REDIS_MIN_REPLICAS", "-1".into())],
+            &["AUTH_REDIS_MIN_REPLICAS"],
+        ),
+        // Nothing listens there: the start fails, naming the setting.
+        (vec![cluster.clone()], &["AUTH_REDIS_CLUSTER_URLS"]),
+    ];
+    for (settings, named) in cases {
+        let error = start_error_with(&dir, &settings);
+        for name in named {
+            assert!(error.contains(name), "{settings:?}: {error}");
+        }
+    }
+}
+
 /// The one error line the pair prints when it refuses to start with `setting`.
 fn start_error(cwd: &Path, setting: &(&str, String)) -> String {
-    let env = [
-        setting.clone(),
-        ("BLOG_LISTEN_ADDR", format!("127.0.0.1:{}", free_port())),
-    ];
+    start_error_with(cwd, std::slice::from_ref(setting))
+}
+
+/// The one error line the pair prints when it refuses to start with `settings`.
+fn start_error_with(cwd: &Path, settings: &[(&str, String)]) -> String {
+    let setting = settings;
+    let mut env = settings.to_vec();
+    env.push(("BLOG_LISTEN_ADDR", format!("127.0.0.1:{}", free_port())));
     let child = pair_command(cwd, &env).spawn().expect("start");
     let started = Instant::now();
     let output = child.wait_with_output().expect("exit");

@@ -4,7 +4,7 @@
 
 mod support;
 
-on_both_backends!(
+on_every_backend!(
     of_eight_concurrent_refreshes_of_one_token_all_get_one_pair_and_nothing_is_revoked,
     a_retry_within_the_window_answers_the_same_pair_again,
     a_retry_after_the_window_revokes_the_session,
@@ -664,4 +664,93 @@ async fn tokens_live_in_two_redis_databases_with_bounded_ttls() {
     assert!(ttl > 0 && ttl <= 900_000, "blocked access key TTL {ttl}");
     let sessions: Vec<(String, String)> = refresh_db.hgetall(&index_key).await.expect("index");
     assert_eq!(sessions.len(), 1);
+}
+
+/// Every key a request writes, on a Redis of our own after every kind of request:
+/// its name and TTL.
+async fn every_key(url: &str) -> Vec<(String, i64)> {
+    let mut conn = redis::Client::open(url)
+        .expect("redis url")
+        .get_multiplexed_async_connection()
+        .await
+        .expect("redis");
+    let mut keys = Vec::new();
+    for db in [1, 2] {
+        redis::cmd("SELECT")
+            .arg(db)
+            .query_async::<()>(&mut conn)
+            .await
+            .expect("select");
+        let names: Vec<String> = conn.keys("*").await.expect("keys");
+        for name in names {
+            let ttl: i64 = conn.pttl(&name).await.expect("pttl");
+            keys.push((name, ttl));
+        }
+    }
+    keys
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_request_writes_a_key_shared_by_every_user_or_a_key_without_a_ttl() {
+    let redis = stores::PrivateRedis::start().await;
+    let mut config = auth_config_on(Backend::PostgresRedis).await;
+    config.redis_url = Some(redis.url());
+    config.address_hash_limit = 100;
+    config.address_registration_limit = 100;
+    let server = start_auth(config).await;
+    let mut client = auth_client(&server).await;
+    let (user, first) = register_and_login(&mut client, "nokey").await;
+    let (other, _) = register_and_login(&mut client, "nokey").await;
+    let second = login(&mut client, &user.username, PASSWORD)
+        .await
+        .expect("login")
+        .tokens
+        .expect("tokens");
+    let next = refresh(&server, &first.refresh_token)
+        .await
+        .expect("refresh");
+    login(&mut client, &other.username, "wrong guess!")
+        .await
+        .expect_err("a failed login");
+    let renamed = client
+        .update_profile(authed(
+            &next.access_token,
+            pb::UpdateProfileRequest {
+                username: Some(unique_name("renamed")),
+                email: None,
+            },
+        ))
+        .await
+        .expect("rename")
+        .into_inner()
+        .tokens
+        .expect("tokens");
+    client
+        .logout(authed(&second.access_token, pb::LogoutRequest {}))
+        .await
+        .expect("logout");
+    client
+        .logout_all(authed(&renamed.access_token, pb::LogoutAllRequest {}))
+        .await
+        .expect("logout all");
+
+    let keys = every_key(&redis.url()).await;
+    assert!(
+        keys.iter()
+            .any(|(name, _)| name.starts_with("auth:blocked:")),
+        "the revocations wrote blocklist keys: {keys:?}"
+    );
+    for (name, ttl) in &keys {
+        assert!(*ttl > 0, "{name} has no TTL ({ttl})");
+        // A hash tag names the owner: a user id, a username or a client address.
+        let tag = name
+            .split_once('{')
+            .and_then(|(_, rest)| rest.split_once('}'))
+            .map(|(tag, _)| tag);
+        assert!(
+            tag.is_some_and(|tag| !tag.is_empty()),
+            "{name} belongs to no one"
+        );
+    }
+    server.stop().await;
 }

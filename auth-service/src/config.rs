@@ -44,23 +44,44 @@ pub struct Config {
     )]
     pub redis_url: Option<String>,
 
-    /// Redis logical database holding the active refresh tokens of each user.
+    /// Token store on a Redis Cluster: comma-separated `redis://` URLs of some of its
+    /// nodes (the client finds the rest). Instead of AUTH_REDIS_URL, not with it.
+    #[arg(
+        long,
+        env = "AUTH_REDIS_CLUSTER_URLS",
+        value_name = "AUTH_REDIS_CLUSTER_URLS",
+        value_delimiter = ',',
+        hide_env_values = true
+    )]
+    pub redis_cluster_urls: Vec<String>,
+
+    /// Redis logical database holding the active refresh tokens of each user [default:
+    /// 1]. One node only: a cluster has one keyspace.
     #[arg(
         long,
         env = "AUTH_REDIS_REFRESH_DB",
-        value_name = "AUTH_REDIS_REFRESH_DB",
-        default_value_t = 1
+        value_name = "AUTH_REDIS_REFRESH_DB"
     )]
-    pub redis_refresh_db: u8,
+    pub redis_refresh_db: Option<u8>,
 
-    /// Redis logical database holding the blocked access tokens.
+    /// Redis logical database holding the blocked access tokens [default: 2]. One node
+    /// only.
     #[arg(
         long,
         env = "AUTH_REDIS_BLOCKLIST_DB",
-        value_name = "AUTH_REDIS_BLOCKLIST_DB",
-        default_value_t = 2
+        value_name = "AUTH_REDIS_BLOCKLIST_DB"
     )]
-    pub redis_blocklist_db: u8,
+    pub redis_blocklist_db: Option<u8>,
+
+    /// Replicas that must confirm every revocation and rotation (Redis `WAIT`) before it
+    /// is acknowledged; UNAVAILABLE if they do not within AUTH_STORE_TIMEOUT [default: 1
+    /// on a cluster whose every shard has a replica, 0 otherwise].
+    #[arg(
+        long,
+        env = "AUTH_REDIS_MIN_REPLICAS",
+        value_name = "AUTH_REDIS_MIN_REPLICAS"
+    )]
+    pub redis_min_replicas: Option<u32>,
 
     /// Keep Introspect answers of live tokens in process, dropped the moment Redis
     /// reports a change to their keys (`CLIENT TRACKING`). Only with Redis.
@@ -244,9 +265,41 @@ impl Config {
         if self.access_token_ttl >= self.refresh_token_ttl {
             return Err("AUTH_ACCESS_TOKEN_TTL must be shorter than AUTH_REFRESH_TOKEN_TTL".into());
         }
-        if self.redis_refresh_db == self.redis_blocklist_db {
+        if self.refresh_db() == self.blocklist_db() {
             return Err(
                 "AUTH_REDIS_REFRESH_DB and AUTH_REDIS_BLOCKLIST_DB must name different databases"
+                    .into(),
+            );
+        }
+        let cluster_urls = self.cluster_urls();
+        if !self.redis_cluster_urls.is_empty() && cluster_urls.is_empty() {
+            return Err("AUTH_REDIS_CLUSTER_URLS lists no URL".into());
+        }
+        if !cluster_urls.is_empty() {
+            if self.redis_url.is_some() {
+                return Err(
+                    "AUTH_REDIS_URL and AUTH_REDIS_CLUSTER_URLS are both set: choose one node or a cluster"
+                        .into(),
+                );
+            }
+            if self.redis_refresh_db.is_some() || self.redis_blocklist_db.is_some() {
+                return Err(
+                    "AUTH_REDIS_REFRESH_DB and AUTH_REDIS_BLOCKLIST_DB apply to one node only, not with AUTH_REDIS_CLUSTER_URLS: a Redis Cluster has one keyspace"
+                        .into(),
+                );
+            }
+            if let Some(url) = cluster_urls
+                .iter()
+                .find(|url| !url.starts_with("redis://") && !url.starts_with("rediss://"))
+            {
+                return Err(format!(
+                    "AUTH_REDIS_CLUSTER_URLS: `{}` is not a redis:// or rediss:// URL",
+                    url.split(':').next().unwrap_or_default()
+                ));
+            }
+        } else if self.redis_min_replicas.is_some() && self.redis_url.is_none() {
+            return Err(
+                "AUTH_REDIS_MIN_REPLICAS needs Redis (AUTH_REDIS_URL or AUTH_REDIS_CLUSTER_URLS)"
                     .into(),
             );
         }
@@ -258,6 +311,26 @@ impl Config {
         }
         self.trusted_proxy_ranges()?;
         Ok(())
+    }
+
+    /// The logical database of refresh tokens on one Redis node.
+    pub fn refresh_db(&self) -> u8 {
+        self.redis_refresh_db.unwrap_or(1)
+    }
+
+    /// The logical database of blocked access tokens on one Redis node.
+    pub fn blocklist_db(&self) -> u8 {
+        self.redis_blocklist_db.unwrap_or(2)
+    }
+
+    /// The URLs of AUTH_REDIS_CLUSTER_URLS, empty entries dropped.
+    pub fn cluster_urls(&self) -> Vec<String> {
+        self.redis_cluster_urls
+            .iter()
+            .map(|url| url.trim())
+            .filter(|url| !url.is_empty())
+            .map(str::to_owned)
+            .collect()
     }
 
     /// AUTH_TRUSTED_PROXIES parsed; empty entries (`AUTH_TRUSTED_PROXIES=` from a

@@ -40,7 +40,10 @@ use crate::{
     metrics::AuthMetrics,
     password::PasswordHasher,
     service::{AuthCore, LoginThrottle},
-    store::{MIGRATIONS, MemoryTokenStore, RedisTokenStore, SqlUserStore, TokenStore, UserStore},
+    store::{
+        MIGRATIONS, MemoryTokenStore, RedisOptions, RedisTarget, RedisTokenStore, SqlUserStore,
+        TokenStore, UserStore,
+    },
     tokens::TokenCodec,
 };
 
@@ -92,7 +95,11 @@ impl pair_common::service::Service for AuthCore {
         );
 
         let metrics = config.metrics_addr.map(|_| Arc::new(Metrics::new()));
-        let auth_metrics = metrics.as_deref().map(AuthMetrics::register);
+        // Only the in-process store counts its sessions (without a key shared by all).
+        let in_process_tokens = config.redis_url.is_none() && config.cluster_urls().is_empty();
+        let auth_metrics = metrics
+            .as_deref()
+            .map(|metrics| AuthMetrics::register(metrics, in_process_tokens));
         let proxies =
             TrustedProxies::new(config.trusted_proxy_ranges().map_err(anyhow::Error::msg)?);
         let grpc = AuthGrpc::new(core.clone(), auth_metrics.clone(), proxies);
@@ -142,22 +149,23 @@ async fn connect_users(config: &Config) -> anyhow::Result<Arc<dyn UserStore>> {
 }
 
 async fn connect_tokens(config: &Config) -> anyhow::Result<Arc<dyn TokenStore>> {
-    match config.redis_url.as_deref() {
+    let options = RedisOptions {
+        refresh_ttl: config.refresh_token_ttl,
+        timeout: config.store_timeout,
+        cache_answers: config.introspect_cache,
+        min_replicas: config.redis_min_replicas,
+    };
+    let cluster_urls = config.cluster_urls();
+    let target = match config.redis_url.as_deref() {
+        _ if !cluster_urls.is_empty() => RedisTarget::Cluster {
+            urls: &cluster_urls,
+        },
         Some(url) if url.starts_with("redis://") || url.starts_with("rediss://") => {
-            let store = RedisTokenStore::connect(
+            RedisTarget::Node {
                 url,
-                config.redis_refresh_db,
-                config.redis_blocklist_db,
-                config.refresh_token_ttl,
-                config.store_timeout,
-                config.introspect_cache,
-            )
-            .await?;
-            tracing::info!(
-                introspect_cache = config.introspect_cache,
-                "token store: Redis"
-            );
-            Ok(Arc::new(store))
+                refresh_db: config.refresh_db(),
+                blocklist_db: config.blocklist_db(),
+            }
         }
         Some(url) => anyhow::bail!(
             "AUTH_REDIS_URL has an unsupported scheme `{}`: use redis:// or rediss://, or leave it unset",
@@ -167,9 +175,17 @@ async fn connect_tokens(config: &Config) -> anyhow::Result<Arc<dyn TokenStore>> 
             tracing::warn!(
                 "AUTH_REDIS_URL is unset: tokens are kept in process memory, so every session ends when auth-service stops"
             );
-            Ok(Arc::new(MemoryTokenStore::new(config.refresh_token_ttl)))
+            return Ok(Arc::new(MemoryTokenStore::new(config.refresh_token_ttl)));
         }
-    }
+    };
+    let store = RedisTokenStore::connect(target, options).await?;
+    tracing::info!(
+        introspect_cache = config.introspect_cache,
+        cluster = !cluster_urls.is_empty(),
+        min_replicas = store.min_replicas(),
+        "token store: Redis"
+    );
+    Ok(Arc::new(store))
 }
 
 /// The keys of AUTH_JWT_PRIVATE_KEYS and AUTH_JWT_SECRET, or a random secret if neither

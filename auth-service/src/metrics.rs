@@ -1,5 +1,7 @@
 //! auth-service's own metrics, beside the per-call gRPC ones: Introspect answers by
-//! outcome, and the number of live sessions (read from the token store at each scrape).
+//! outcome and, on the in-process token store, the number of live sessions (counted at
+//! each scrape). On Redis there is no such gauge: counting every user's sessions would
+//! take a key shared by every user and written at every login.
 
 use std::sync::Arc;
 
@@ -20,7 +22,8 @@ struct OutcomeLabels {
 #[derive(Debug, Clone)]
 pub struct AuthMetrics {
     introspections: Family<OutcomeLabels, Counter>,
-    active_sessions: Gauge,
+    /// Only where the token store can count its sessions without shared state.
+    active_sessions: Option<Gauge>,
 }
 
 /// What an Introspect call answered.
@@ -32,21 +35,24 @@ pub enum IntrospectOutcome {
 }
 
 impl AuthMetrics {
-    pub fn register(metrics: &Metrics) -> Self {
+    /// Registers the counters, and the live-session gauge if `counts_sessions`.
+    pub fn register(metrics: &Metrics, counts_sessions: bool) -> Self {
         let this = Self {
             introspections: Family::default(),
-            active_sessions: Gauge::default(),
+            active_sessions: counts_sessions.then(Gauge::default),
         };
         metrics.register(
             "auth_introspections",
             "Introspect answers by outcome (active, inactive, error).",
             this.introspections.clone(),
         );
-        metrics.register(
-            "auth_sessions_active",
-            "Live sessions (logged in, not revoked, refresh token not expired).",
-            this.active_sessions.clone(),
-        );
+        if let Some(gauge) = &this.active_sessions {
+            metrics.register(
+                "auth_sessions_active",
+                "Live sessions (logged in, not revoked, refresh token not expired).",
+                gauge.clone(),
+            );
+        }
         this
     }
 
@@ -69,7 +75,7 @@ impl AuthMetrics {
             let tokens = tokens.clone();
             let gauge = gauge.clone();
             Box::pin(async move {
-                if let Ok(count) = tokens.active_sessions().await {
+                if let (Some(gauge), Ok(Some(count))) = (gauge, tokens.active_sessions().await) {
                     gauge.set(i64::try_from(count).unwrap_or(i64::MAX));
                 }
             })

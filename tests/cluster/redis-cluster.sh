@@ -5,6 +5,7 @@
 #   tests/cluster/redis-cluster.sh start        # prints redis://127.0.0.1:P,… on stdout
 #   tests/cluster/redis-cluster.sh status       # every node's role and link; exit 1 if not ok
 #   tests/cluster/redis-cluster.sh kill-master  # SIGKILL one master, print the failover time
+#   tests/cluster/redis-cluster.sh restart-node PORT  # start a killed node again
 #   tests/cluster/redis-cluster.sh stop         # stop every node, remove the directory
 #
 #   export TEST_REDIS_CLUSTER_URLS=$(tests/cluster/redis-cluster.sh start)
@@ -86,11 +87,15 @@ field() { tr -d '\r' | sed -n "s/^$1:\(.*\)$/\1/p"; }
 # ok when every live node says cluster_state:ok, 3 masters own slots, and every replica's
 # link to its master is up. Prints what is missing otherwise.
 healthy() {
-  local port state role masters=0 replicas=0 problems=()
+  local port state role known masters=0 replicas=0 problems=()
   while read -r port; do
     if ! node_pid "$port" >/dev/null; then problems+=("$port down"); continue; fi
     state=$(cli "$port" cluster info | field cluster_state)
     [ "$state" = ok ] || problems+=("$port cluster_state=${state:-?}")
+    # Every node must know every replica (gossip spreads them after create): a client
+    # asking this node would otherwise see a shard without one.
+    known=$(cli "$port" cluster nodes | grep -cE '[ ,]slave ' || true)
+    [ "$known" -eq 3 ] || problems+=("$port knows $known replicas")
     role=$(cli "$port" info replication | field role)
     case $role in
       master) masters=$((masters + 1)) ;;
@@ -260,8 +265,16 @@ case ${1:-} in
   stop) stop ;;
   status) status ;;
   kill-master) kill_master ;;
+  restart-node)
+    # A node that was killed starts again with its nodes.conf: it rejoins the cluster
+    # (a killed master as a replica of the replica that took over).
+    port=${2:-}
+    grep -qx "$port" <(ports) || die "restart-node: $port is not a node of $dir"
+    node_pid "$port" >/dev/null && die "restart-node: node $port is running"
+    start_node "$port"
+    ;;
   *)
-    echo "usage: $0 start|stop|status|kill-master" >&2
+    echo "usage: $0 start|stop|status|kill-master|restart-node PORT" >&2
     exit 2
     ;;
 esac

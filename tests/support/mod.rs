@@ -83,13 +83,56 @@ async fn drop_stale_databases(admin: &mut PgConnection) {
     }
 }
 
-/// The two backend sets every black-box test runs on (docs/ARCHITECTURE.md, "Configuration").
+/// The backend sets every black-box test runs on (docs/ARCHITECTURE.md, "Configuration").
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
     /// SQLite files and the in-process token store: the default with nothing configured.
     Embedded,
-    /// PostgreSQL and Redis: production.
+    /// PostgreSQL and one Redis node: production on one machine.
     PostgresRedis,
+    /// PostgreSQL and a Redis Cluster of three masters with a replica each.
+    PostgresRedisCluster,
+}
+
+impl Backend {
+    /// Whether tokens live in Redis (one node or a cluster).
+    pub fn redis(self) -> bool {
+        self != Self::Embedded
+    }
+}
+
+/// The URLs of the test Redis Cluster: TEST_REDIS_CLUSTER_URLS, or else the cluster of
+/// this checkout, started by `tests/cluster/redis-cluster.sh start` if it is not up
+/// (that script reuses a healthy one).
+pub fn redis_cluster_urls() -> Vec<String> {
+    static URLS: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    let urls = URLS.get_or_init(|| {
+        if let Ok(urls) = std::env::var("TEST_REDIS_CLUSTER_URLS")
+            && !urls.trim().is_empty()
+        {
+            return urls;
+        }
+        let script = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/cluster/redis-cluster.sh"
+        );
+        let output = std::process::Command::new("bash")
+            .args([script, "start"])
+            .stdin(std::process::Stdio::null())
+            .stderr(std::process::Stdio::inherit())
+            .output()
+            .expect("bash runs tests/cluster/redis-cluster.sh");
+        assert!(
+            output.status.success(),
+            "tests/cluster/redis-cluster.sh start failed ({})",
+            output.status
+        );
+        String::from_utf8(output.stdout)
+            .expect("URLs are text")
+            .trim()
+            .to_owned()
+    });
+    urls.split(',').map(str::to_owned).collect()
 }
 
 /// A temporary directory, removed (with what is in it) when dropped.
@@ -128,14 +171,14 @@ pub fn fresh_sqlite(prefix: &str) -> String {
 pub async fn fresh_database_on(backend: Backend, prefix: &str) -> String {
     match backend {
         Backend::Embedded => fresh_sqlite(prefix),
-        Backend::PostgresRedis => fresh_database(prefix).await,
+        Backend::PostgresRedis | Backend::PostgresRedisCluster => fresh_database(prefix).await,
     }
 }
 
 /// Runs each named `async fn(Backend)` test once per backend set, as
-/// `embedded::<name>` and `postgres_redis::<name>`.
+/// `embedded::<name>`, `postgres_redis::<name>` and `redis_cluster::<name>`.
 #[macro_export]
-macro_rules! on_both_backends {
+macro_rules! on_every_backend {
     ($($name:ident),* $(,)?) => {
         mod embedded {
             $(
@@ -153,6 +196,14 @@ macro_rules! on_both_backends {
                 }
             )*
         }
+        mod redis_cluster {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name(super::support::Backend::PostgresRedisCluster).await
+                }
+            )*
+        }
     };
 }
 
@@ -167,8 +218,14 @@ pub async fn auth_config_on(backend: Backend) -> auth_service::Config {
         listen_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
         database_url: Some(fresh_database_on(backend, "authtest").await),
         redis_url: (backend == Backend::PostgresRedis).then(redis_url),
-        redis_refresh_db: 1,
-        redis_blocklist_db: 2,
+        redis_cluster_urls: if backend == Backend::PostgresRedisCluster {
+            redis_cluster_urls()
+        } else {
+            Vec::new()
+        },
+        redis_refresh_db: None,
+        redis_blocklist_db: None,
+        redis_min_replicas: None,
         introspect_cache: true,
         jwt_secret: Some(TEST_SECRET.into()),
         jwt_private_keys: None,
@@ -410,4 +467,23 @@ pub async fn assert_refresh_refused(server: &Running, refresh_token: &str, why: 
         tonic::Code::Unauthenticated,
         "{why}: {status:?}"
     );
+}
+
+/// A loopback address no other test (or earlier run) uses: 127.x.y.z, never 127.0.0.1,
+/// so what auth-service counts per client address starts from zero.
+pub fn fresh_loopback() -> std::net::IpAddr {
+    let id = uuid::Uuid::new_v4();
+    let b = id.as_bytes();
+    std::net::IpAddr::from([127, 1 + b[0] % 254, b[1], 1 + b[2] % 254])
+}
+
+/// A client of `server` whose connection comes from `source`.
+pub async fn client_from(server: &Running, source: std::net::IpAddr) -> AuthServiceClient<Channel> {
+    let channel = tonic::transport::Endpoint::from_shared(server.url())
+        .expect("url")
+        .local_address(Some(source))
+        .connect()
+        .await
+        .unwrap_or_else(|e| panic!("connect from {source}: {e}"));
+    AuthServiceClient::new(channel)
 }

@@ -327,3 +327,279 @@ impl Drop for PrivatePostgres {
         let _ = std::fs::remove_dir_all(&self.cluster.dir);
     }
 }
+
+/// A Redis Cluster of our own (three masters, a replica each), started by
+/// `tests/cluster/redis-cluster.sh` in a directory of its own, stopped when dropped.
+/// For tests that kill or freeze its nodes: never the cluster other tests share.
+pub struct PrivateCluster {
+    dir: PathBuf,
+    urls: Vec<String>,
+}
+
+/// One shard of a cluster: the ports of its master and of its replicas.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Shard {
+    pub master: u16,
+    pub replicas: Vec<u16>,
+}
+
+const CLUSTER_SCRIPT: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/tests/cluster/redis-cluster.sh"
+);
+
+impl PrivateCluster {
+    pub async fn start() -> Self {
+        let dir = fresh_dir("redis-cluster");
+        let script_dir = dir.clone();
+        let output = tokio::task::spawn_blocking(move || {
+            Command::new("bash")
+                .args([CLUSTER_SCRIPT, "start"])
+                .env("REDIS_CLUSTER_DIR", &script_dir)
+                .stdin(Stdio::null())
+                .stderr(Stdio::inherit())
+                .output()
+        })
+        .await
+        .expect("start the cluster")
+        .expect("bash runs tests/cluster/redis-cluster.sh");
+        let mut cluster = Self {
+            dir,
+            urls: Vec::new(),
+        };
+        assert!(
+            output.status.success(),
+            "redis-cluster.sh start: {}",
+            output.status
+        );
+        cluster.urls = String::from_utf8_lossy(&output.stdout)
+            .trim()
+            .split(',')
+            .map(str::to_owned)
+            .collect();
+        cluster
+    }
+
+    pub fn urls(&self) -> Vec<String> {
+        self.urls.clone()
+    }
+
+    /// The shard that holds `key`'s slot, once a live node reports it with a replica.
+    pub async fn shard_of(&self, key: &str) -> Shard {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let shard = self.reported_shard_of(key).await;
+            if !shard.replicas.is_empty() {
+                return shard;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the shard of {key} has a replica within 20 s: {shard:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// The shard that holds `key`'s slot, as a live node reports it.
+    async fn reported_shard_of(&self, key: &str) -> Shard {
+        let mut last = String::new();
+        for url in &self.urls {
+            let Ok(client) = redis::Client::open(url.as_str()) else {
+                continue;
+            };
+            let Ok(Ok(mut conn)) = tokio::time::timeout(
+                Duration::from_secs(1),
+                client.get_multiplexed_async_connection(),
+            )
+            .await
+            else {
+                continue;
+            };
+            let asked = async {
+                let slot: i64 = redis::cmd("CLUSTER")
+                    .arg("KEYSLOT")
+                    .arg(key)
+                    .query_async(&mut conn)
+                    .await?;
+                let ranges: Vec<redis::Value> = redis::cmd("CLUSTER")
+                    .arg("SLOTS")
+                    .query_async(&mut conn)
+                    .await?;
+                Ok::<_, redis::RedisError>((slot, ranges))
+            };
+            match tokio::time::timeout(Duration::from_secs(1), asked).await {
+                Ok(Ok((slot, ranges))) => {
+                    if let Some(shard) = shard_in(slot, &ranges) {
+                        return shard;
+                    }
+                    last = format!("no range holds slot {slot}");
+                }
+                Ok(Err(error)) => last = error.to_string(),
+                Err(_) => last = "timeout".into(),
+            }
+        }
+        panic!("no node of the cluster told the shard of {key}: {last}")
+    }
+
+    fn pid(&self, port: u16) -> String {
+        std::fs::read_to_string(self.dir.join(port.to_string()).join("redis.pid"))
+            .unwrap_or_else(|e| panic!("pid file of node {port}: {e}"))
+            .trim()
+            .to_owned()
+    }
+
+    fn signal(&self, port: u16, signal: &str) {
+        let mut kill = Command::new("kill");
+        kill.args([signal, &self.pid(port)]);
+        run(kill, "signalling a cluster node");
+    }
+
+    /// SIGKILL: a crash of node `port`.
+    pub fn kill(&self, port: u16) {
+        self.signal(port, "-KILL");
+    }
+
+    /// Starts killed node `port` again: it rejoins the cluster (a killed master as a
+    /// replica of the replica that took over).
+    pub async fn restart(&self, port: u16) {
+        let dir = self.dir.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut restart = Command::new("bash");
+            restart
+                .args([CLUSTER_SCRIPT, "restart-node", &port.to_string()])
+                .env("REDIS_CLUSTER_DIR", &dir);
+            run(restart, "restarting a cluster node");
+        })
+        .await
+        .expect("restart a node");
+    }
+
+    /// SIGSTOP: node `port` keeps its connections and answers nothing.
+    pub fn freeze(&self, port: u16) {
+        self.signal(port, "-STOP");
+    }
+
+    /// SIGCONT after `freeze`.
+    pub fn thaw(&self, port: u16) {
+        self.signal(port, "-CONT");
+    }
+
+    /// Waits until replica `port` has taken over as a master; how long that took.
+    pub async fn wait_promoted(&self, port: u16) -> Duration {
+        let started = Instant::now();
+        loop {
+            if info_replication(port).await.contains("role:master") {
+                return started.elapsed();
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(30),
+                "replica {port} promoted within 30 s"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Waits until node `port` is a replica in sync with its master.
+    pub async fn wait_replica(&self, port: u16) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let info = info_replication(port).await;
+            if info.contains("role:slave") && info.contains("master_link_status:up") {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "node {port} a replica in sync within 30 s: {info}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Waits until every replica is in sync with its master (a replica that never
+    /// synced could not take over).
+    pub async fn wait_in_sync(&self) {
+        let ports: Vec<u16> = self
+            .urls
+            .iter()
+            .filter_map(|url| url.rsplit(':').next()?.parse().ok())
+            .collect();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let mut synced = true;
+            for port in &ports {
+                let info = info_replication(*port).await;
+                if info.contains("role:slave") && !info.contains("master_link_status:up") {
+                    synced = false;
+                }
+            }
+            if synced {
+                return;
+            }
+            assert!(Instant::now() < deadline, "replicas in sync within 20 s");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
+async fn info_replication(port: u16) -> String {
+    let client = redis::Client::open(format!("redis://127.0.0.1:{port}")).expect("url");
+    let asked = async {
+        let mut conn = client.get_multiplexed_async_connection().await?;
+        redis::cmd("INFO")
+            .arg("replication")
+            .query_async::<String>(&mut conn)
+            .await
+    };
+    match tokio::time::timeout(Duration::from_secs(1), asked).await {
+        Ok(Ok(info)) => info,
+        _ => String::new(),
+    }
+}
+
+/// The shard of `slot` in a `CLUSTER SLOTS` reply.
+fn shard_in(slot: i64, ranges: &[redis::Value]) -> Option<Shard> {
+    let port = |node: &redis::Value| -> Option<u16> {
+        let redis::Value::Array(node) = node else {
+            return None;
+        };
+        match node.get(1)? {
+            redis::Value::Int(port) => u16::try_from(*port).ok(),
+            _ => None,
+        }
+    };
+    ranges.iter().find_map(|range| {
+        let redis::Value::Array(range) = range else {
+            return None;
+        };
+        let (redis::Value::Int(start), redis::Value::Int(end)) = (range.first()?, range.get(1)?)
+        else {
+            return None;
+        };
+        if !(*start..=*end).contains(&slot) {
+            return None;
+        }
+        Some(Shard {
+            master: port(range.get(2)?)?,
+            replicas: range[3..].iter().filter_map(port).collect(),
+        })
+    })
+}
+
+impl Drop for PrivateCluster {
+    fn drop(&mut self) {
+        // Frozen nodes ignore SIGTERM: wake every node so the script can stop it.
+        for entry in std::fs::read_dir(&self.dir).into_iter().flatten().flatten() {
+            if let Ok(pid) = std::fs::read_to_string(entry.path().join("redis.pid")) {
+                let _ = Command::new("kill").args(["-CONT", pid.trim()]).status();
+            }
+        }
+        let _ = Command::new("bash")
+            .args([CLUSTER_SCRIPT, "stop"])
+            .env("REDIS_CLUSTER_DIR", &self.dir)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}

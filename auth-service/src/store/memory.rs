@@ -467,14 +467,14 @@ impl TokenStore for MemoryTokenStore {
         Ok(wait)
     }
 
-    async fn active_sessions(&self) -> Result<u64, StoreError> {
+    async fn active_sessions(&self) -> Result<Option<u64>, StoreError> {
         let now = Instant::now();
         let count = lock(&self.maps.refresh)
             .tokens
             .values()
             .filter(|e| e.expires > now)
             .count();
-        Ok(u64::try_from(count).unwrap_or(u64::MAX))
+        Ok(Some(u64::try_from(count).unwrap_or(u64::MAX)))
     }
 
     async fn ping(&self) -> Result<(), StoreError> {

@@ -8,7 +8,7 @@ mod sql;
 mod tracked;
 
 pub use self::memory::MemoryTokenStore;
-pub use self::redis::RedisTokenStore;
+pub use self::redis::{RedisOptions, RedisTarget, RedisTokenStore};
 pub use self::sql::{MIGRATIONS, SqlUserStore};
 pub use self::tracked::CONNECTION_NAME as TRACKING_CONNECTION_NAME;
 pub use sessions::{NewSession, PairRotation, Rotation, SessionInfo, TokenStore};

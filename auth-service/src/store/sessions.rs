@@ -123,8 +123,9 @@ pub trait TokenStore: Send + Sync + 'static {
         budgets: &[(&'static str, Budget)],
     ) -> Result<Option<Duration>, StoreError>;
 
-    /// How many sessions are live (for the metrics gauge).
-    async fn active_sessions(&self) -> Result<u64, StoreError>;
+    /// How many sessions are live (for the metrics gauge), if the store can count them
+    /// without a key shared by every user.
+    async fn active_sessions(&self) -> Result<Option<u64>, StoreError>;
 
     /// Succeeds while the store answers.
     async fn ping(&self) -> Result<(), StoreError>;

@@ -20,15 +20,23 @@
 //!   dropped and nothing is remembered until the connection is back. A frozen Redis
 //!   (connection open, nothing answered) is found by a PING every 250 ms with a 500 ms
 //!   deadline.
+//! - On a Redis Cluster there is one tracking connection per master (each master pushes
+//!   the changes of its own keys). Answers are kept only while every one is confirmed;
+//!   every 250 ms each is asked `CLUSTER SLOTS` (500 ms deadline), and when the masters
+//!   are no longer the ones tracked (a failover, a resharding) everything is dropped and
+//!   tracking starts over on the new masters.
 //! - Only active answers are remembered; every inactive one asks Redis.
 
 use std::{
-    collections::HashMap,
+    collections::{BTreeSet, HashMap},
     sync::{Arc, Mutex, MutexGuard, PoisonError, Weak},
     time::Duration,
 };
 
-use redis::{AsyncConnectionConfig, Client, PushInfo, PushKind, Value};
+use redis::{
+    AsyncConnectionConfig, Client, IntoConnectionInfo as _, ProtocolVersion, PushInfo, PushKind,
+    Value, aio::MultiplexedConnection,
+};
 use uuid::Uuid;
 
 use crate::tokens::Claims;
@@ -216,10 +224,148 @@ fn user_of_key(key: &Value) -> Option<Uuid> {
     Uuid::try_parse_ascii(&bytes[start..end]).ok()
 }
 
-/// Keeps `cache` in step with Redis until the cache is dropped: connects, subscribes to
-/// changes under `prefixes`, checks the connection, and reconnects when it fails.
+/// What to track: one node, or every master of a cluster (found from some of its nodes).
+#[derive(Clone)]
+pub enum Tracked {
+    Node(Client),
+    Cluster(Vec<String>),
+}
+
+/// The masters of a cluster as `CLUSTER SLOTS` lists them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClusterTopology {
+    pub masters: BTreeSet<(String, u16)>,
+}
+
+/// Asks the nodes of `urls` in turn for the cluster's slots; the first answer counts.
+pub async fn cluster_masters(
+    urls: &[String],
+    timeout: Duration,
+) -> redis::RedisResult<ClusterTopology> {
+    let mut last = redis::RedisError::from((redis::ErrorKind::Io, "no cluster node given"));
+    for url in urls {
+        match ask_topology(url, timeout).await {
+            Ok(topology) => return Ok(topology),
+            Err(error) => last = error,
+        }
+    }
+    Err(last)
+}
+
+/// Whether every master that serves slots has a replica that is not failed, as the
+/// first node of `urls` that answers sees the cluster; `None` if none answers. From
+/// `CLUSTER NODES`: `CLUSTER SLOTS` leaves out a replica until it has replicated a byte.
+pub async fn cluster_has_replicas(urls: &[String], timeout: Duration) -> Option<bool> {
+    for url in urls {
+        let asked = async {
+            let client = Client::open(url.as_str())?;
+            let config = AsyncConnectionConfig::new()
+                .set_connection_timeout(Some(timeout))
+                .set_response_timeout(Some(timeout));
+            let mut conn = client
+                .get_multiplexed_async_connection_with_config(&config)
+                .await?;
+            redis::cmd("CLUSTER")
+                .arg("NODES")
+                .query_async::<String>(&mut conn)
+                .await
+        };
+        if let Ok(nodes) = asked.await {
+            return Some(every_master_has_a_replica(&nodes));
+        }
+    }
+    None
+}
+
+/// Reads `CLUSTER NODES`: `<id> <addr> <flags> <master id or -> … [slots…]`.
+fn every_master_has_a_replica(nodes: &str) -> bool {
+    let lines: Vec<Vec<&str>> = nodes
+        .lines()
+        .map(|line| line.split_whitespace().collect())
+        .filter(|fields: &Vec<&str>| fields.len() >= 8)
+        .collect();
+    let flags = |fields: &Vec<&str>, flag: &str| fields[2].split(',').any(|f| f == flag);
+    let masters: Vec<&str> = lines
+        .iter()
+        .filter(|fields| flags(fields, "master") && fields.len() > 8)
+        .map(|fields| fields[0])
+        .collect();
+    !masters.is_empty()
+        && masters.iter().all(|master| {
+            lines.iter().any(|fields| {
+                flags(fields, "slave") && !flags(fields, "fail") && fields[3] == *master
+            })
+        })
+}
+
+async fn ask_topology(url: &str, timeout: Duration) -> redis::RedisResult<ClusterTopology> {
+    let client = Client::open(url)?;
+    let config = AsyncConnectionConfig::new()
+        .set_connection_timeout(Some(timeout))
+        .set_response_timeout(Some(timeout));
+    let mut conn = client
+        .get_multiplexed_async_connection_with_config(&config)
+        .await?;
+    let host = host_of(&client);
+    topology(&mut conn, &host).await
+}
+
+fn host_of(client: &Client) -> String {
+    match client.get_connection_info().addr() {
+        redis::ConnectionAddr::Tcp(host, _) | redis::ConnectionAddr::TcpTls { host, .. } => {
+            host.clone()
+        }
+        _ => String::new(),
+    }
+}
+
+/// `CLUSTER SLOTS` on `conn` (a node reached at `host`), read as a topology.
+async fn topology(
+    conn: &mut impl redis::aio::ConnectionLike,
+    host: &str,
+) -> redis::RedisResult<ClusterTopology> {
+    let slots: Vec<Value> = redis::cmd("CLUSTER").arg("SLOTS").query_async(conn).await?;
+    let malformed =
+        || redis::RedisError::from((redis::ErrorKind::Parse, "unexpected CLUSTER SLOTS reply"));
+    let mut masters = BTreeSet::new();
+    for range in slots {
+        let Value::Array(range) = range else {
+            return Err(malformed());
+        };
+        let Some(Value::Array(master)) = range.get(2) else {
+            return Err(malformed());
+        };
+        let node_host: String = match master.first() {
+            Some(value) => redis::from_redis_value_ref(value)?,
+            None => return Err(malformed()),
+        };
+        let port: u16 = match master.get(1) {
+            Some(value) => redis::from_redis_value_ref(value)?,
+            None => return Err(malformed()),
+        };
+        // An empty or unknown host means "the address you reached me at".
+        let node_host = if node_host.is_empty() || node_host == "?" {
+            host.to_owned()
+        } else {
+            node_host
+        };
+        masters.insert((node_host, port));
+    }
+    if masters.is_empty() {
+        return Err(redis::RedisError::from((
+            redis::ErrorKind::Server(redis::ServerErrorKind::ClusterDown),
+            "the cluster serves no slot",
+        )));
+    }
+    Ok(ClusterTopology { masters })
+}
+
+/// Keeps `cache` in step with Redis until the cache is dropped: connects to the node
+/// (every master of a cluster), subscribes to changes under `prefixes`, checks every
+/// connection (and on a cluster, that its masters are still the ones tracked), and
+/// starts over when any of that fails.
 pub fn spawn_tracking(
-    client: Client,
+    source: Tracked,
     prefixes: &'static [&'static str],
     cache: &Arc<IntrospectCache>,
     timeout: Duration,
@@ -229,7 +375,7 @@ pub fn spawn_tracking(
         let mut backoff = BACKOFF.0;
         let mut told = false;
         loop {
-            match track(&client, prefixes, &cache, timeout).await {
+            match track(&source, prefixes, &cache, timeout).await {
                 Ok(()) => return,
                 Err(Stop::Unsupported(error)) => {
                     tracing::warn!(
@@ -240,10 +386,14 @@ pub fn spawn_tracking(
                 }
                 Err(Stop::Lost(error)) => {
                     let Some(cache) = cache.upgrade() else { return };
+                    if cache.is_live() {
+                        // After a confirmed run, start over quickly (a failover).
+                        backoff = BACKOFF.0;
+                    }
                     if cache.is_live() || !told {
                         tracing::warn!(
                             error = %error,
-                            "Introspect cache off until the tracking connection to Redis is back"
+                            "Introspect cache off until every tracking connection to Redis is back"
                         );
                         told = true;
                     }
@@ -274,13 +424,17 @@ fn stop(error: redis::RedisError) -> Stop {
     }
 }
 
-/// One tracking connection, from connect to failure; `Ok` once the cache is gone.
-async fn track(
+fn lost(why: &'static str) -> Stop {
+    Stop::Lost(redis::RedisError::from((redis::ErrorKind::Io, why)))
+}
+
+/// One tracking connection to `client`'s node, confirmed.
+async fn open_link(
     client: &Client,
     prefixes: &[&str],
     cache: &Weak<IntrospectCache>,
     timeout: Duration,
-) -> Result<(), Stop> {
+) -> Result<MultiplexedConnection, Stop> {
     let pushes = cache.clone();
     let config = AsyncConnectionConfig::new()
         .set_connection_timeout(Some(timeout))
@@ -307,29 +461,94 @@ async fn track(
         tracking.arg("PREFIX").arg(*prefix);
     }
     tracking.exec_async(&mut conn).await.map_err(stop)?;
+    Ok(conn)
+}
+
+/// The RESP3 client of a cluster node, with the settings (credentials, TLS) of `seed`.
+fn node_client(seed: &str, host: &str, port: u16) -> redis::RedisResult<Client> {
+    let info = seed.into_connection_info()?;
+    let addr = match info.addr() {
+        redis::ConnectionAddr::TcpTls {
+            insecure,
+            tls_params,
+            ..
+        } => redis::ConnectionAddr::TcpTls {
+            host: host.to_owned(),
+            port,
+            insecure: *insecure,
+            tls_params: tls_params.clone(),
+        },
+        _ => redis::ConnectionAddr::Tcp(host.to_owned(), port),
+    };
+    let settings = info
+        .redis_settings()
+        .clone()
+        .set_protocol(ProtocolVersion::RESP3);
+    Client::open(info.set_addr(addr).set_redis_settings(settings))
+}
+
+/// The tracking connections of one run, from connect to failure; `Ok` once the cache is
+/// gone.
+async fn track(
+    source: &Tracked,
+    prefixes: &[&str],
+    cache: &Weak<IntrospectCache>,
+    timeout: Duration,
+) -> Result<(), Stop> {
+    let (clients, expected) = match source {
+        Tracked::Node(client) => (vec![client.clone()], None),
+        Tracked::Cluster(urls) => {
+            let topology = cluster_masters(urls, timeout).await.map_err(Stop::Lost)?;
+            let seed = urls.first().map(String::as_str).unwrap_or_default();
+            let clients = topology
+                .masters
+                .iter()
+                .map(|(host, port)| node_client(seed, host, *port))
+                .collect::<redis::RedisResult<Vec<_>>>()
+                .map_err(Stop::Unsupported)?;
+            (clients, Some(topology.masters))
+        }
+    };
+    let mut links = Vec::with_capacity(clients.len());
+    for client in &clients {
+        links.push(open_link(client, prefixes, cache, timeout).await?);
+    }
     match cache.upgrade() {
         Some(cache) => cache.set_live(true),
         None => return Ok(()),
     }
-    tracing::debug!("Introspect cache on: Redis pushes changes of token keys");
+    tracing::debug!(
+        links = links.len(),
+        "Introspect cache on: Redis pushes changes of token keys"
+    );
     loop {
         tokio::time::sleep(KEEPALIVE).await;
         if cache.strong_count() == 0 {
             return Ok(());
         }
-        let ping = tokio::time::timeout(
-            KEEPALIVE_DEADLINE,
-            redis::cmd("PING").query_async::<String>(&mut conn),
-        )
-        .await;
-        match ping {
-            Ok(Ok(_)) => {}
-            Ok(Err(error)) => return Err(Stop::Lost(error)),
-            Err(_) => {
-                return Err(Stop::Lost(redis::RedisError::from((
-                    redis::ErrorKind::Io,
-                    "no answer to PING on the tracking connection",
-                ))));
+        for (link, client) in links.iter_mut().zip(&clients) {
+            let check = async {
+                match &expected {
+                    // Still a master, and the cluster's masters still the ones tracked:
+                    // a write to a master this process does not track would be missed.
+                    Some(expected) => {
+                        let now = topology(link, &host_of(client)).await.map_err(Stop::Lost)?;
+                        if &now.masters != expected {
+                            return Err(lost("the cluster's masters changed"));
+                        }
+                        Ok(())
+                    }
+                    None => redis::cmd("PING")
+                        .query_async::<String>(link)
+                        .await
+                        .map(drop)
+                        .map_err(Stop::Lost),
+                }
+            };
+            match tokio::time::timeout(KEEPALIVE_DEADLINE, check).await {
+                Ok(Ok(())) => {}
+                Ok(Err(stop)) => return Err(stop),
+                Err(_) => return Err(lost("no answer on a tracking connection")),
             }
         }
     }
@@ -436,6 +655,29 @@ mod tests {
             data: vec![],
         });
         assert!(!cache.is_live());
+    }
+
+    #[test]
+    fn a_cluster_has_replicas_only_if_every_master_with_slots_has_a_live_one() {
+        let nodes = "\
+a1 127.0.0.1:7001@17001 myself,master - 0 0 1 connected 0-5460
+a2 127.0.0.1:7002@17002 master - 0 0 2 connected 5461-10922
+a3 127.0.0.1:7003@17003 master - 0 0 3 connected 10923-16383
+r1 127.0.0.1:7004@17004 slave a1 0 0 1 connected
+r2 127.0.0.1:7005@17005 slave a2 0 0 2 connected
+r3 127.0.0.1:7006@17006 slave,fail a3 0 0 3 connected
+";
+        assert!(
+            !every_master_has_a_replica(nodes),
+            "a3's only replica has failed"
+        );
+        let healed = nodes.replace("slave,fail a3", "slave a3");
+        assert!(every_master_has_a_replica(&healed));
+        // A master without slots (a failed one after its failover) needs no replica.
+        let failed_over =
+            format!("{healed}old 127.0.0.1:7007@17007 master,fail - 0 0 4 connected\n");
+        assert!(every_master_has_a_replica(&failed_over));
+        assert!(!every_master_has_a_replica(""));
     }
 
     #[test]
