@@ -53,15 +53,31 @@ fn fresh_client_address() -> String {
 
 /// auth-service where the per-address login throttle bites after two failures against
 /// real accounts (and the per-username one much later), trusting `proxies`.
-async fn stack_with_address_throttle(backend: Backend, proxies: Vec<std::net::IpAddr>) -> Stack {
+/// The private cluster, if any, lives as long as the stack.
+async fn stack_with_address_throttle(
+    backend: Backend,
+    proxies: Vec<std::net::IpAddr>,
+) -> (Stack, Option<stores::PrivateCluster>) {
     let mut config = auth_config_on(backend).await;
     config.login_address_free_failures = 2;
     config.login_free_failures = 100;
     config.trusted_proxies = proxies.iter().map(ToString::to_string).collect();
-    // Failures from 127.0.0.1 are counted too: keep them away from other tests' Redis.
-    config.redis_refresh_db = Some(5);
-    config.redis_blocklist_db = Some(6);
-    spawn_stack_with(backend, config).await
+    // Failures from 127.0.0.1 are counted too, and lock 127.0.0.1 out: keep them away
+    // from other tests' Redis (databases of their own on one node, a cluster of its own).
+    let mut cluster = None;
+    match backend {
+        Backend::PostgresRedis => {
+            config.redis_refresh_db = Some(5);
+            config.redis_blocklist_db = Some(6);
+        }
+        Backend::PostgresRedisCluster => {
+            let private = stores::PrivateCluster::start().await;
+            config.redis_cluster_urls = private.urls();
+            cluster = Some(private);
+        }
+        Backend::Embedded => {}
+    }
+    (spawn_stack_with(backend, config).await, cluster)
 }
 
 /// A login sent as a client behind the gateway's own proxy would say: from `address`.
@@ -91,7 +107,7 @@ async fn throttle_address(http: &Http, address: &str, username: &str) {
 
 async fn behind_a_trusted_gateway_each_client_is_throttled_by_its_own_address(backend: Backend) {
     // The gateway calls auth-service from 127.0.0.1, which is trusted here.
-    let stack = stack_with_address_throttle(backend, vec![[127, 0, 0, 1].into()]).await;
+    let (stack, _cluster) = stack_with_address_throttle(backend, vec![[127, 0, 0, 1].into()]).await;
     let http = &stack.http;
     // Every login comes from a forwarded address: 127.0.0.1's own count is never used.
     let username = http.signup("xff").await;
@@ -109,7 +125,7 @@ async fn behind_a_trusted_gateway_each_client_is_throttled_by_its_own_address(ba
 }
 
 async fn an_untrusted_gateway_cannot_vouch_for_the_address_it_forwards(backend: Backend) {
-    let stack = stack_with_address_throttle(backend, Vec::new()).await;
+    let (stack, _cluster) = stack_with_address_throttle(backend, Vec::new()).await;
     let http = &stack.http;
     let username = http.signup("noxff").await;
     let (noisy, quiet) = (fresh_client_address(), fresh_client_address());
