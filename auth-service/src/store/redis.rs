@@ -891,16 +891,21 @@ impl TokenStore for RedisTokenStore {
         }
         let rows: Vec<(Option<u64>, Option<u64>, Option<String>)> =
             pipe.query_async(&mut conn).await.map_err(classify)?;
+        // A refresh key lives its TTL from the write, up to a second past its token's
+        // `exp` (whole seconds): a session whose token has expired is not listed.
+        let (now, _) = crate::tokens::now();
         let mut sessions: Vec<SessionInfo> = index
             .iter()
             .zip(rows)
             .filter_map(|((sid, _), row)| match row {
-                (Some(create_time), Some(expire_time), user_agent) => Some(SessionInfo {
-                    id: sid.parse().ok()?,
-                    create_time,
-                    expire_time,
-                    user_agent: user_agent.unwrap_or_default(),
-                }),
+                (Some(create_time), Some(expire_time), user_agent) if expire_time > now => {
+                    Some(SessionInfo {
+                        id: sid.parse().ok()?,
+                        create_time,
+                        expire_time,
+                        user_agent: user_agent.unwrap_or_default(),
+                    })
+                }
                 _ => None,
             })
             .collect();

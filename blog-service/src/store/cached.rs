@@ -23,7 +23,8 @@
 //!   listening connection fails, or stays silent for 250 ms and then does not answer
 //!   `SELECT 1` within 500 ms, or the SQLite check fails, everything kept is dropped until
 //!   it works again. A failed read drops everything too.
-//! - The kept posts and pages are bounded (`BUDGET` bytes of text); past it, all go.
+//! - The kept posts and pages are bounded (`BUDGET` bytes of text); past it, deeper pages
+//!   then posts are dropped, at random, down to half the budget (first pages stay).
 
 use std::{
     collections::HashMap,
@@ -120,9 +121,47 @@ impl State {
         }
         if self.post_bytes + self.page_bytes + bytes > BUDGET {
             // Dropping for room changes nothing stored, so pending reads stay valid.
-            self.clear();
+            self.make_room();
         }
         true
+    }
+
+    /// Drops kept answers until at most half the budget is used: deeper pages first (the
+    /// first pages are what most readers ask for), then posts, each in the maps' order,
+    /// which is random. Dropping everything instead, as before, made a cache whose
+    /// readers wander over more than the budget (a million posts read at random) slower
+    /// than no cache at all: every ~BUDGET of misses emptied it, first pages included
+    /// (BENCHMARKS.md, "How cost grows with state").
+    fn make_room(&mut self) {
+        let target = BUDGET / 2;
+        let mut excess = (self.post_bytes + self.page_bytes).saturating_sub(target);
+        if excess > 0 {
+            let mut freed = 0;
+            self.pages.retain(|(_, after, _), page| {
+                if freed >= excess || after.is_none() {
+                    return true;
+                }
+                freed += page_size(page);
+                false
+            });
+            self.page_bytes -= freed;
+            excess = excess.saturating_sub(freed);
+        }
+        if excess > 0 {
+            let mut freed = 0;
+            self.posts.retain(|_, post| {
+                if freed >= excess {
+                    return true;
+                }
+                freed += size(post);
+                false
+            });
+            self.post_bytes -= freed;
+            excess = excess.saturating_sub(freed);
+        }
+        if excess > 0 {
+            self.clear();
+        }
     }
 }
 
@@ -575,6 +614,34 @@ mod tests {
         assert!(state.posts.len() < 100 && !state.posts.is_empty());
         let counted: usize = state.posts.values().map(size).sum();
         assert_eq!(counted, state.post_bytes);
+    }
+
+    #[test]
+    fn making_room_keeps_first_pages_and_half_the_budget() {
+        let cache = live();
+        let big = "x".repeat(1 << 16);
+        let first: PageKey = (None, None, 20);
+        let Err(Some(ticket)) = cache.page(&first) else {
+            panic!("a miss")
+        };
+        cache.keep_page(ticket, first, &[post("newest")]);
+        for n in 0..1000 {
+            let one = post(&big);
+            let key: PageKey = (None, Some((one.create_time, one.id)), n);
+            let Err(Some(ticket)) = cache.page(&key) else {
+                panic!("a miss")
+            };
+            cache.keep_page(ticket, key, std::slice::from_ref(&one));
+        }
+        assert!(
+            cache.page(&first).is_ok(),
+            "the first page outlived making room"
+        );
+        let state = cache.state();
+        let counted: usize = state.pages.values().map(|p| page_size(p)).sum();
+        assert_eq!(counted, state.page_bytes);
+        assert!(state.page_bytes <= BUDGET);
+        assert!(state.pages.len() > 100, "{} pages kept", state.pages.len());
     }
 
     #[test]
