@@ -27,28 +27,6 @@ use tonic::Code;
 const SECRET_A: &str = "secret-a-secret-a-secret-a-secret-a-secret-a";
 const SECRET_B: &str = "secret-b-secret-b-secret-b-secret-b-secret-b";
 
-async fn is_active(server: &Running, token: &str) -> bool {
-    introspection_client(server)
-        .await
-        .introspect(pb::IntrospectRequest {
-            token: token.to_owned(),
-        })
-        .await
-        .expect("introspect")
-        .into_inner()
-        .active
-}
-
-async fn refresh(server: &Running, refresh_token: &str) -> Result<pb::TokenPair, tonic::Status> {
-    auth_client(server)
-        .await
-        .refresh(pb::RefreshRequest {
-            refresh_token: refresh_token.to_owned(),
-        })
-        .await
-        .map(|r| r.into_inner().tokens.expect("tokens"))
-}
-
 async fn with_window(backend: Backend, window: Duration) -> Running {
     let mut config = auth_config_on(backend).await;
     config.refresh_retry_window = window;
@@ -68,10 +46,7 @@ async fn assert_live(server: &Running, pair: &pb::TokenPair) {
 /// The session of `pair` is revoked: nothing of it is active or refreshable.
 async fn assert_revoked(server: &Running, pair: &pb::TokenPair) {
     assert!(!is_active(server, &pair.access_token).await);
-    let status = refresh(server, &pair.refresh_token)
-        .await
-        .expect_err("the session is revoked");
-    assert_eq!(status.code(), Code::Unauthenticated);
+    assert_refresh_refused(server, &pair.refresh_token, "the session is revoked").await;
 }
 
 async fn of_eight_concurrent_refreshes_of_one_token_all_get_one_pair_and_nothing_is_revoked(
@@ -134,10 +109,12 @@ async fn a_retry_after_the_window_revokes_the_session(backend: Backend) {
         .expect("refresh");
     tokio::time::sleep(Duration::from_millis(1300)).await;
     assert_live(&server, &first).await;
-    let status = refresh(&server, &tokens.refresh_token)
-        .await
-        .expect_err("past the window it is theft");
-    assert_eq!(status.code(), Code::Unauthenticated);
+    assert_refresh_refused(
+        &server,
+        &tokens.refresh_token,
+        "past the window it is theft",
+    )
+    .await;
     assert_revoked(&server, &first).await;
 }
 
@@ -152,10 +129,12 @@ async fn a_retry_after_the_new_pair_moved_on_revokes_the_session(backend: Backen
     let second = refresh(&server, &first.refresh_token)
         .await
         .expect("refresh the new pair");
-    let status = refresh(&server, &tokens.refresh_token)
-        .await
-        .expect_err("the pair it would answer moved on");
-    assert_eq!(status.code(), Code::Unauthenticated);
+    assert_refresh_refused(
+        &server,
+        &tokens.refresh_token,
+        "the pair it would answer moved on",
+    )
+    .await;
     assert_revoked(&server, &second).await;
 
     // Rotated again by UpdateProfile.
@@ -185,10 +164,12 @@ async fn a_retry_after_the_new_pair_moved_on_revokes_the_session(backend: Backen
         .into_inner()
         .tokens
         .expect("tokens");
-    let status = refresh(&server, &other.refresh_token)
-        .await
-        .expect_err("the pair it would answer was rotated by UpdateProfile");
-    assert_eq!(status.code(), Code::Unauthenticated);
+    assert_refresh_refused(
+        &server,
+        &other.refresh_token,
+        "the pair it would answer was rotated by UpdateProfile",
+    )
+    .await;
     assert_revoked(&server, &updated).await;
 }
 
@@ -203,10 +184,12 @@ async fn a_retry_after_logout_is_refused_and_revives_nothing(backend: Backend) {
         .logout(authed(&first.access_token, pb::LogoutRequest {}))
         .await
         .expect("logout");
-    let status = refresh(&server, &tokens.refresh_token)
-        .await
-        .expect_err("the pair it would answer was logged out");
-    assert_eq!(status.code(), Code::Unauthenticated);
+    assert_refresh_refused(
+        &server,
+        &tokens.refresh_token,
+        "the pair it would answer was logged out",
+    )
+    .await;
     assert_revoked(&server, &first).await;
 }
 
@@ -217,10 +200,12 @@ async fn with_a_zero_window_a_refresh_token_is_strictly_single_use(backend: Back
     let first = refresh(&server, &tokens.refresh_token)
         .await
         .expect("refresh");
-    let status = refresh(&server, &tokens.refresh_token)
-        .await
-        .expect_err("an immediate retry is theft");
-    assert_eq!(status.code(), Code::Unauthenticated);
+    assert_refresh_refused(
+        &server,
+        &tokens.refresh_token,
+        "an immediate retry is theft",
+    )
+    .await;
     assert_revoked(&server, &first).await;
 }
 
@@ -566,10 +551,7 @@ async fn rotating_secrets_across_restarts_keeps_sessions_until_their_key_is_drop
     let server = restart(server, &config, SECRET_B).await;
     assert!(is_active(&server, &under_b.access_token).await);
     assert!(!is_active(&server, &untouched.access_token).await);
-    let status = refresh(&server, &untouched.refresh_token)
-        .await
-        .expect_err("A's refresh token");
-    assert_eq!(status.code(), Code::Unauthenticated);
+    assert_refresh_refused(&server, &untouched.refresh_token, "A's refresh token").await;
     refresh(&server, &under_b.refresh_token)
         .await
         .expect("B's refresh token");

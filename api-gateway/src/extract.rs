@@ -251,7 +251,7 @@ impl<S: Send + Sync> FromRequestParts<S> for Authed {
         let token = header
             .to_str()
             .ok()
-            .and_then(pair_common::grpc::bearer_token)
+            .and_then(pair_common::status::bearer_token)
             // A token is visible ASCII (JWTs are base64url and dots).
             .filter(|token| token.bytes().all(|b| b.is_ascii_graphic()))
             .ok_or_else(|| {

@@ -48,7 +48,7 @@ impl Application {
             openapi: Bytes::from(openapi::document()?),
         };
         let router = routes::router(state).layer(cors(&config.cors_allowed_origins)?);
-        let listener = pair_common::grpc::bind(config.listen_addr, "GATEWAY_LISTEN_ADDR").await?;
+        let listener = pair_common::net::bind(config.listen_addr, "GATEWAY_LISTEN_ADDR").await?;
         Ok(Self { listener, router })
     }
 
@@ -81,7 +81,7 @@ impl Application {
 
 /// The CORS policy for browser callers.
 fn cors(origins: &[String]) -> anyhow::Result<CorsLayer> {
-    let allow_origin = pair_common::grpc::allowed_origins(origins)?;
+    let allow_origin = pair_common::net::allowed_origins(origins)?;
     Ok(CorsLayer::new()
         .allow_origin(allow_origin)
         .allow_methods([Method::GET, Method::POST, Method::PATCH, Method::DELETE])

@@ -1,7 +1,7 @@
 //! The JSON the API speaks, in the homework's names, and the conversions from the gRPC
 //! messages. Times are RFC 3339 in UTC.
 
-use chrono::{DateTime, SecondsFormat};
+use chrono::SecondsFormat;
 use pair_proto::{auth::v1 as auth, blog::v1 as blog};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -11,8 +11,7 @@ use crate::{error::ApiError, extract::BodyFields};
 /// A time of the wire as RFC 3339 (`2026-11-29T20:15:03.123456Z`).
 pub fn rfc3339(time: Option<prost_types::Timestamp>) -> Result<String, ApiError> {
     let time = time.ok_or_else(|| ApiError::incomplete("a time"))?;
-    let nanos = u32::try_from(time.nanos).map_err(|_| ApiError::incomplete("a valid time"))?;
-    DateTime::from_timestamp(time.seconds, nanos)
+    pair_common::time::from_timestamp(time)
         .map(|time| time.to_rfc3339_opts(SecondsFormat::AutoSi, true))
         .ok_or_else(|| ApiError::incomplete("a valid time"))
 }

@@ -285,7 +285,7 @@ impl Config {
     /// Checks what clap cannot: relations between settings. (The signing keys are
     /// checked as they are loaded: `keys::KeySet::load`.)
     pub fn validate(&self) -> Result<(), String> {
-        pair_common::grpc::check_cors_origins(&self.cors_allowed_origins)
+        pair_common::server::check_cors_origins(&self.cors_allowed_origins)
             .map_err(|why| format!("AUTH_CORS_ALLOWED_ORIGINS: {why}"))?;
         if self.refresh_retry_window >= self.refresh_token_ttl {
             return Err(

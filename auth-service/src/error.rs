@@ -1,6 +1,6 @@
 //! The one error type of auth-service and its one mapping to `tonic::Status`.
 
-use pair_common::grpc::{FieldViolation, bad_request};
+use pair_common::status::{FieldViolation, bad_request};
 use tonic::Status;
 use tonic_types::StatusExt as _;
 

@@ -2,17 +2,17 @@
 
 use std::{net::IpAddr, sync::Arc};
 
-use chrono::{DateTime, Utc};
+use pair_common::time::{timestamp, unix_timestamp};
 use pair_proto::auth::v1::{
     self as pb, auth_service_server::AuthService,
     introspection_service_server::IntrospectionService,
 };
-use prost_types::Timestamp;
 use tonic::{Request, Response, Status, metadata::MetadataMap};
 
 use crate::{
     client::TrustedProxies,
     domain::User,
+    error::AuthError,
     metrics::{AuthMetrics, IntrospectOutcome},
     service::{AuthCore, Principal},
     store::SessionInfo,
@@ -51,23 +51,10 @@ impl AuthGrpc {
     }
 
     async fn principal(&self, metadata: &MetadataMap) -> Result<Principal, Status> {
-        let authorization = metadata.get("authorization").and_then(|v| v.to_str().ok());
-        Ok(self.core.authenticate(authorization).await?)
+        let token = pair_common::status::bearer(metadata)
+            .map_err(|e| AuthError::Unauthenticated(e.message()))?;
+        Ok(self.core.authenticate(token).await?)
     }
-}
-
-fn unix_timestamp(seconds: u64) -> Option<Timestamp> {
-    Some(Timestamp {
-        seconds: i64::try_from(seconds).unwrap_or(i64::MAX),
-        nanos: 0,
-    })
-}
-
-fn timestamp(time: DateTime<Utc>) -> Option<Timestamp> {
-    Some(Timestamp {
-        seconds: time.timestamp(),
-        nanos: i32::try_from(time.timestamp_subsec_nanos()).unwrap_or(0),
-    })
 }
 
 impl From<User> for pb::User {

@@ -17,11 +17,11 @@ pub mod service;
 pub mod store;
 pub mod tokens;
 
-use std::{future::Future, net::SocketAddr, sync::Arc};
+use std::{net::SocketAddr, sync::Arc};
 
 use pair_common::{
-    grpc::{MetricsSetup, PreparedServer, ServerSetup},
     metrics::Metrics,
+    server::{MetricsSetup, PreparedServer, ServerSetup},
     sql::SqlPool,
 };
 use pair_proto::auth::v1::{
@@ -54,15 +54,17 @@ pub const SERVICE_NAMES: &[&str] = &["auth.v1.AuthService", "auth.v1.Introspecti
 const MAX_MESSAGE_BYTES: usize = 64 * 1024;
 
 /// A built auth-service: stores connected, listener bound, not yet serving.
-pub struct Application {
-    server: PreparedServer,
-    core: AuthCore,
-}
+pub type Application = pair_common::service::Application<AuthCore>;
 
-impl Application {
-    /// Validates `config`, connects the stores (applying migrations) and binds the
-    /// listener (port 0 picks a free port).
-    pub async fn build(config: Config) -> anyhow::Result<Self> {
+impl pair_common::service::Service for AuthCore {
+    type Config = Config;
+    const NAME: &'static str = "auth-service";
+
+    fn listen_addr(config: &Config) -> SocketAddr {
+        config.listen_addr
+    }
+
+    async fn build(config: Config) -> anyhow::Result<Application> {
         config.validate().map_err(anyhow::Error::msg)?;
         let keys = signing_keys(&config).await?;
         let codec = TokenCodec::new(
@@ -130,29 +132,7 @@ impl Application {
                 }),
         })
         .await?;
-        Ok(Self { server, core })
-    }
-
-    pub fn local_addr(&self) -> SocketAddr {
-        self.server.local_addr()
-    }
-
-    /// Where `GET /metrics` is served, if AUTH_METRICS_ADDR is set.
-    pub fn metrics_addr(&self) -> Option<SocketAddr> {
-        self.server.metrics_addr()
-    }
-
-    /// The transport-free service, for in-process callers.
-    pub fn core(&self) -> &AuthCore {
-        &self.core
-    }
-
-    /// Serves until `shutdown` resolves, then finishes the calls in flight.
-    pub async fn run_until_stopped(
-        self,
-        shutdown: impl Future<Output = ()> + Send,
-    ) -> anyhow::Result<()> {
-        self.server.run_until_stopped(shutdown).await
+        Ok(Application::new(server, core))
     }
 }
 
@@ -243,24 +223,4 @@ fn random_secret() -> anyhow::Result<Vec<u8>> {
     getrandom::fill(&mut secret)
         .map_err(|e| anyhow::anyhow!("no operating system randomness for the JWT secret: {e}"))?;
     Ok(secret)
-}
-
-impl pair_common::service::Service for Application {
-    type Config = Config;
-    const NAME: &'static str = "auth-service";
-
-    fn listen_addr(config: &Config) -> SocketAddr {
-        config.listen_addr
-    }
-
-    async fn build(config: Config) -> anyhow::Result<Self> {
-        Self::build(config).await
-    }
-
-    async fn run_until_stopped(
-        self,
-        shutdown: impl Future<Output = ()> + Send,
-    ) -> anyhow::Result<()> {
-        self.run_until_stopped(shutdown).await
-    }
 }

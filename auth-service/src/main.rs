@@ -3,6 +3,6 @@
 fn main() -> std::process::ExitCode {
     pair_common::runtime::block_on(
         "auth-service",
-        pair_common::service::main::<auth_service::Application>(),
+        pair_common::service::main::<auth_service::service::AuthCore>(),
     )
 }

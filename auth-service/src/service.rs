@@ -2,22 +2,18 @@
 
 use std::{net::IpAddr, sync::Arc, time::Duration};
 
-use pair_common::grpc::{FieldViolation, bearer_token};
 use pair_common::time::now;
 use uuid::Uuid;
 
 use crate::{
     admission::{Admission, Purpose, Ticket, counted_address},
-    domain::{self, Password, User},
+    domain::{self, User},
     error::AuthError,
     password::PasswordHasher,
     store::{NewSession, PairRotation, Rotation, SessionInfo, TokenStore, UserStore},
     tokens::{Claims, IssuedPair, TokenCodec, TokenUse},
 };
 
-/// Longest username or password Login will look at; longer is refused before hashing.
-const LOGIN_USERNAME_MAX: usize = 254;
-const LOGIN_PASSWORD_MAX: usize = 1024;
 /// Longest `user-agent` kept for a session.
 const USER_AGENT_MAX: usize = 256;
 
@@ -118,12 +114,7 @@ impl AuthCore {
         user_agent: &str,
         client: Option<IpAddr>,
     ) -> Result<(IssuedPair, User), AuthError> {
-        let mut violations = Vec::new();
-        check_present(&mut violations, "username", username, LOGIN_USERNAME_MAX);
-        check_present(&mut violations, "password", password, LOGIN_PASSWORD_MAX);
-        if !violations.is_empty() {
-            return Err(AuthError::Validation(violations));
-        }
+        domain::check_login(username, password).map_err(AuthError::Validation)?;
         // Before the user is looked up: the answer must not depend on whether it exists.
         let ticket = self.admit(client, Purpose::Verify).await?;
         let found = self.users.find_by_username(username).await?;
@@ -269,14 +260,8 @@ impl AuthCore {
         Ok(username.map(|username| Principal { claims, username }))
     }
 
-    /// The caller behind an `authorization` metadata value.
-    pub async fn authenticate(&self, authorization: Option<&str>) -> Result<Principal, AuthError> {
-        let header = authorization.ok_or(AuthError::Unauthenticated(
-            "missing authorization metadata: send `authorization: Bearer <access_token>`",
-        ))?;
-        let token = bearer_token(header).ok_or(AuthError::Unauthenticated(
-            "authorization metadata must be `Bearer <access_token>`",
-        ))?;
+    /// The caller behind a bearer access token.
+    pub async fn authenticate(&self, token: &str) -> Result<Principal, AuthError> {
         let Some(claims) = self.codec.verify(token, TokenUse::Access) else {
             return Err(AuthError::Unauthenticated(
                 "access token is invalid, expired or revoked",
@@ -331,19 +316,8 @@ impl AuthCore {
         new: &str,
         client: Option<IpAddr>,
     ) -> Result<IssuedPair, AuthError> {
-        let mut violations = Vec::new();
-        check_present(
-            &mut violations,
-            "current_password",
-            current,
-            LOGIN_PASSWORD_MAX,
-        );
-        let new = Password::parse(new, Some(&principal.username))
-            .map_err(|why| violations.push(FieldViolation::new("new_password", why)))
-            .ok();
-        let Some(new) = new.filter(|_| violations.is_empty()) else {
-            return Err(AuthError::Validation(violations));
-        };
+        let new = domain::parse_password_change(current, new, &principal.username)
+            .map_err(AuthError::Validation)?;
         let ticket = self.admit(client, Purpose::Verify).await?;
         let found = self
             .users
@@ -394,7 +368,8 @@ impl AuthCore {
         principal: &Principal,
         session_id: &str,
     ) -> Result<(), AuthError> {
-        let session_id = parse_id("session_id", session_id)?;
+        let session_id =
+            domain::parse_id(session_id).map_err(|why| AuthError::invalid("session_id", why))?;
         if self
             .tokens
             .revoke_session(principal.claims.sub, session_id)
@@ -413,25 +388,4 @@ impl AuthCore {
         tokens.map_err(|e| format!("token store: {e}"))?;
         Ok(())
     }
-}
-
-fn check_present(
-    violations: &mut Vec<FieldViolation>,
-    field: &'static str,
-    value: &str,
-    max: usize,
-) {
-    if value.is_empty() {
-        violations.push(FieldViolation::new(field, "must not be empty"));
-    } else if value.chars().count() > max {
-        violations.push(FieldViolation::new(
-            field,
-            format!("must be at most {max} characters long"),
-        ));
-    }
-}
-
-/// A UUID from a request field, or INVALID_ARGUMENT naming the field.
-pub fn parse_id(field: &'static str, raw: &str) -> Result<Uuid, AuthError> {
-    Uuid::try_parse(raw).map_err(|_| AuthError::invalid(field, "must be a UUID"))
 }

@@ -109,7 +109,7 @@ impl Config {
 
     /// Checks what clap cannot: that auth-service's address is one we can reach.
     pub fn validate(&self) -> Result<(), String> {
-        pair_common::grpc::check_cors_origins(&self.cors_allowed_origins)
+        pair_common::server::check_cors_origins(&self.cors_allowed_origins)
             .map_err(|why| format!("BLOG_CORS_ALLOWED_ORIGINS: {why}"))?;
         if self.max_streams_per_connection == 0 {
             return Err("BLOG_MAX_STREAMS_PER_CONNECTION must be at least 1".into());

@@ -1,6 +1,6 @@
 //! The one error type of blog-service and its one mapping to `tonic::Status`.
 
-use pair_common::grpc::{FieldViolation, bad_request};
+use pair_common::status::{FieldViolation, bad_request};
 use tonic::Status;
 
 /// Everything a call can end with besides success. Expected outcomes are variants;
@@ -26,6 +26,25 @@ impl BlogError {
     /// A single bad field.
     pub fn invalid(field: &'static str, description: impl Into<String>) -> Self {
         Self::Validation(vec![FieldViolation::new(field, description)])
+    }
+}
+
+/// Failures of the post store, before they get a meaning.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The store could not be reached or did not answer in time.
+    #[error("post store unavailable")]
+    Unavailable(#[source] anyhow::Error),
+    #[error("post store failure")]
+    Other(#[source] anyhow::Error),
+}
+
+impl From<StoreError> for BlogError {
+    fn from(error: StoreError) -> Self {
+        match error {
+            StoreError::Unavailable(cause) => Self::Unavailable(cause),
+            StoreError::Other(cause) => Self::Internal(cause),
+        }
     }
 }
 

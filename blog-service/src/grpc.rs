@@ -1,11 +1,10 @@
 //! gRPC adapter: read metadata, hand the request to `BlogCore`, convert back.
 
-use chrono::{DateTime, Utc};
+use pair_common::time::timestamp;
 use pair_proto::blog::v1::{self as pb, blog_service_server::BlogService};
-use prost_types::Timestamp;
 use tonic::{Request, Response, Status, metadata::MetadataMap};
 
-use crate::{domain::Post, service::BlogCore};
+use crate::{domain::Post, error::BlogError, service::BlogCore};
 
 /// blog.v1.BlogService over one `BlogCore`.
 #[derive(Clone)]
@@ -19,16 +18,10 @@ impl BlogGrpc {
     }
 }
 
-/// The `authorization` metadata value; one that is not visible ASCII counts as missing.
-fn authorization(metadata: &MetadataMap) -> Option<&str> {
-    metadata.get("authorization").and_then(|v| v.to_str().ok())
-}
-
-fn timestamp(time: DateTime<Utc>) -> Option<Timestamp> {
-    Some(Timestamp {
-        seconds: time.timestamp(),
-        nanos: i32::try_from(time.timestamp_subsec_nanos()).unwrap_or(0),
-    })
+/// The bearer token of a write; a call without one is refused without asking
+/// auth-service.
+fn bearer(metadata: &MetadataMap) -> Result<&str, BlogError> {
+    pair_common::status::bearer(metadata).map_err(|e| BlogError::Unauthenticated(e.message()))
 }
 
 impl From<Post> for pb::Post {
@@ -79,7 +72,7 @@ impl BlogService for BlogGrpc {
         let (metadata, _, r) = request.into_parts();
         let post = self
             .core
-            .create_post(authorization(&metadata), &r.title, &r.content)
+            .create_post(bearer(&metadata)?, &r.title, &r.content)
             .await?;
         Ok(Response::new(pb::CreatePostResponse {
             post: Some(post.into()),
@@ -94,7 +87,7 @@ impl BlogService for BlogGrpc {
         let post = self
             .core
             .update_post(
-                authorization(&metadata),
+                bearer(&metadata)?,
                 &r.id,
                 r.title.as_deref(),
                 r.content.as_deref(),
@@ -110,9 +103,7 @@ impl BlogService for BlogGrpc {
         request: Request<pb::DeletePostRequest>,
     ) -> Result<Response<pb::DeletePostResponse>, Status> {
         let (metadata, _, r) = request.into_parts();
-        self.core
-            .delete_post(authorization(&metadata), &r.id)
-            .await?;
+        self.core.delete_post(bearer(&metadata)?, &r.id).await?;
         Ok(Response::new(pb::DeletePostResponse {}))
     }
 }

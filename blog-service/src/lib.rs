@@ -13,11 +13,11 @@ pub mod introspect;
 pub mod service;
 pub mod store;
 
-use std::{future::Future, net::SocketAddr, path::Path, sync::Arc};
+use std::{net::SocketAddr, path::Path, sync::Arc};
 
 use pair_common::{
-    grpc::{MetricsSetup, PreparedServer, ServerSetup},
     metrics::Metrics,
+    server::{MetricsSetup, PreparedServer, ServerSetup},
     sql::SqlPool,
 };
 use pair_proto::blog::v1::blog_service_server::BlogServiceServer;
@@ -39,16 +39,18 @@ pub const SERVICE_NAMES: &[&str] = &["blog.v1.BlogService"];
 const MAX_MESSAGE_BYTES: usize = 256 * 1024;
 
 /// A built blog-service: post store connected, listener bound, not yet serving.
-pub struct Application {
-    server: PreparedServer,
-    core: BlogCore,
-}
+pub type Application = pair_common::service::Application<BlogCore>;
 
-impl Application {
-    /// Validates `config`, connects the post store (applying migrations) and binds the
-    /// listener (port 0 picks a free port). auth-service need not be up: it is first
-    /// called on the first write.
-    pub async fn build(config: Config) -> anyhow::Result<Self> {
+impl pair_common::service::Service for BlogCore {
+    type Config = Config;
+    const NAME: &'static str = "blog-service";
+
+    fn listen_addr(config: &Config) -> SocketAddr {
+        config.listen_addr
+    }
+
+    /// auth-service need not be up: it is first called on the first write.
+    async fn build(config: Config) -> anyhow::Result<Application> {
         config.validate().map_err(anyhow::Error::msg)?;
         let posts = connect_posts(&config).await?;
         let auth = Introspector::new(&config.auth_url, config.auth_timeout)?;
@@ -78,29 +80,7 @@ impl Application {
             }),
         })
         .await?;
-        Ok(Self { server, core })
-    }
-
-    pub fn local_addr(&self) -> SocketAddr {
-        self.server.local_addr()
-    }
-
-    /// Where `GET /metrics` is served, if BLOG_METRICS_ADDR is set.
-    pub fn metrics_addr(&self) -> Option<SocketAddr> {
-        self.server.metrics_addr()
-    }
-
-    /// The transport-free service, for in-process callers.
-    pub fn core(&self) -> &BlogCore {
-        &self.core
-    }
-
-    /// Serves until `shutdown` resolves, then finishes the calls in flight.
-    pub async fn run_until_stopped(
-        self,
-        shutdown: impl Future<Output = ()> + Send,
-    ) -> anyhow::Result<()> {
-        self.server.run_until_stopped(shutdown).await
+        Ok(Application::new(server, core))
     }
 }
 
@@ -116,7 +96,7 @@ async fn connect_posts(config: &Config) -> anyhow::Result<Arc<dyn PostStore>> {
     tracing::info!(backend = pool.backend(), "post database ready");
     let postgres = matches!(pool, SqlPool::Postgres(_));
     let sqlite_file = pool.sqlite_file().map(Path::to_owned);
-    let store = SqlPostStore::new(pool, config.store_timeout)?;
+    let store = SqlPostStore::new(pool);
     if !config.post_cache {
         return Ok(Arc::new(store));
     }
@@ -130,28 +110,8 @@ async fn connect_posts(config: &Config) -> anyhow::Result<Arc<dyn PostStore>> {
             store,
             &file,
             config.store_timeout,
-        )?)),
+        ))),
         // An in-memory SQLite database: no file to watch, so nothing is kept.
         _ => Ok(Arc::new(store)),
-    }
-}
-
-impl pair_common::service::Service for Application {
-    type Config = Config;
-    const NAME: &'static str = "blog-service";
-
-    fn listen_addr(config: &Config) -> SocketAddr {
-        config.listen_addr
-    }
-
-    async fn build(config: Config) -> anyhow::Result<Self> {
-        Self::build(config).await
-    }
-
-    async fn run_until_stopped(
-        self,
-        shutdown: impl Future<Output = ()> + Send,
-    ) -> anyhow::Result<()> {
-        self.run_until_stopped(shutdown).await
     }
 }

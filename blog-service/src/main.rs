@@ -3,6 +3,6 @@
 fn main() -> std::process::ExitCode {
     pair_common::runtime::block_on(
         "blog-service",
-        pair_common::service::main::<blog_service::Application>(),
+        pair_common::service::main::<blog_service::service::BlogCore>(),
     )
 }

@@ -4,8 +4,6 @@
 
 use std::sync::Arc;
 
-use pair_common::grpc::bearer_token;
-
 use uuid::Uuid;
 
 use crate::{
@@ -57,11 +55,11 @@ impl BlogCore {
 
     pub async fn create_post(
         &self,
-        authorization: Option<&str>,
+        token: &str,
         title: &str,
         content: &str,
     ) -> Result<Post, BlogError> {
-        let caller = self.writer(authorization).await?;
+        let caller = self.writer(token).await?;
         let new = NewPost::parse(title, content).map_err(BlogError::Validation)?;
         let now = domain::now();
         let post = Post {
@@ -80,12 +78,12 @@ impl BlogCore {
 
     pub async fn update_post(
         &self,
-        authorization: Option<&str>,
+        token: &str,
         id: &str,
         title: Option<&str>,
         content: Option<&str>,
     ) -> Result<Post, BlogError> {
-        let caller = self.writer(authorization).await?;
+        let caller = self.writer(token).await?;
         let (id, change) =
             domain::parse_post_update(id, title, content).map_err(BlogError::Validation)?;
         match self
@@ -101,12 +99,8 @@ impl BlogCore {
         }
     }
 
-    pub async fn delete_post(
-        &self,
-        authorization: Option<&str>,
-        id: &str,
-    ) -> Result<(), BlogError> {
-        let caller = self.writer(authorization).await?;
+    pub async fn delete_post(&self, token: &str, id: &str) -> Result<(), BlogError> {
+        let caller = self.writer(token).await?;
         let id = domain::parse_id(id).map_err(|why| BlogError::invalid("id", why))?;
         if self.posts.delete_owned(id, caller.user_id).await? {
             tracing::info!(post_id = %id, author_id = %caller.user_id, "post deleted");
@@ -125,16 +119,10 @@ impl BlogCore {
             .map_err(|error| format!("{:#}", anyhow::Error::new(error)))
     }
 
-    /// The caller of a write, from the `authorization` metadata value. A malformed value
-    /// is refused without asking auth-service. Introspect reports the caller's current
-    /// username, so their posts take it on here if they were renamed since their last write.
-    async fn writer(&self, authorization: Option<&str>) -> Result<Caller, BlogError> {
-        let header = authorization.ok_or(BlogError::Unauthenticated(
-            "missing authorization metadata: send `authorization: Bearer <access_token>`",
-        ))?;
-        let token = bearer_token(header).ok_or(BlogError::Unauthenticated(
-            "authorization metadata must be `Bearer <access_token>`",
-        ))?;
+    /// The caller of a write, from their bearer token. Introspect reports the caller's
+    /// current username, so their posts take it on here if they were renamed since their
+    /// last write.
+    async fn writer(&self, token: &str) -> Result<Caller, BlogError> {
         let caller = self
             .auth
             .introspect(token)
@@ -156,7 +144,7 @@ impl BlogCore {
         match self.posts.find(id).await {
             Ok(Some(_)) => BlogError::PermissionDenied,
             Ok(None) => BlogError::NotFound("post"),
-            Err(error) => error,
+            Err(error) => error.into(),
         }
     }
 }

@@ -214,7 +214,7 @@ impl MetricsServer {
         metrics: Arc<Metrics>,
         refresh: Option<Refresh>,
     ) -> anyhow::Result<Self> {
-        let listener = crate::grpc::bind(addr, variable).await?;
+        let listener = crate::net::bind(addr, variable).await?;
         Ok(Self {
             listener,
             metrics,

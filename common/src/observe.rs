@@ -1,8 +1,6 @@
 //! One tower layer around every gRPC call of a server: it carries the W3C trace
-//! context (`traceparent`) into a tracing span and a task-local for outgoing calls,
-//! records Prometheus metrics when they are on, and answers RESOURCE_EXHAUSTED for a
-//! request over the size limit (tonic says OUT_OF_RANGE; other gRPC servers and their
-//! clients expect RESOURCE_EXHAUSTED).
+//! context (`traceparent`) into a tracing span and a task-local for outgoing calls, and
+//! records Prometheus metrics when they are on.
 
 use std::{
     cell::Cell,
@@ -13,7 +11,7 @@ use std::{
     time::Instant,
 };
 
-use http::{HeaderMap, HeaderValue, Request, Response};
+use http::{HeaderMap, Request, Response};
 use http_body::{Body, Frame, SizeHint};
 use tower_layer::Layer;
 use tower_service::Service;
@@ -181,11 +179,8 @@ where
             .scope(trace, self.inner.call(request))
             .instrument(span.clone());
         Box::pin(async move {
-            let mut response = response.await?;
-            let headers = response.headers_mut();
-            if is_too_large(headers) {
-                headers.insert("grpc-status", HeaderValue::from_static(RESOURCE_EXHAUSTED));
-            }
+            let response = response.await?;
+            let headers = response.headers();
             span.in_scope(|| {
                 let status = headers.get("grpc-status").and_then(|s| s.to_str().ok());
                 tracing::debug!(
@@ -205,24 +200,6 @@ where
             Ok(response.map(|inner| CallBody { inner, recorder }))
         })
     }
-}
-
-const OUT_OF_RANGE: &str = "11";
-const RESOURCE_EXHAUSTED: &str = "8";
-/// The start of tonic's message for a request over the decoding limit.
-const TOO_LARGE: &str = "Error, decoded message length too large";
-
-fn is_too_large(headers: &HeaderMap) -> bool {
-    headers
-        .get("grpc-status")
-        .is_some_and(|s| s == OUT_OF_RANGE)
-        && headers.get("grpc-message").is_some_and(|m| {
-            // grpc-message is percent-encoded; the prefix has only spaces and a comma.
-            String::from_utf8_lossy(m.as_bytes())
-                .replace("%20", " ")
-                .replace("%2C", ",")
-                .starts_with(TOO_LARGE)
-        })
 }
 
 /// Records one call's outcome once: when its status is known, or when the response is

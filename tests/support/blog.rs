@@ -1,13 +1,13 @@
 //! Starting blog-service for black-box tests: on a fresh PostgreSQL database of its own
 //! (never auth-service's), on port 0, pointed at an auth-service.
 
-use std::{net::SocketAddr, time::Duration};
+use std::{fmt::Debug, net::SocketAddr, time::Duration};
 
 use pair_proto::blog::v1::{self as blog, blog_service_client::BlogServiceClient};
 use sqlx::{Connection as _, Executor as _, PgConnection};
-use tonic::transport::Channel;
+use tonic::{Code, Status, transport::Channel};
 
-use super::{Backend, Running, authed, fresh_database_on, postgres_server, spawn};
+use super::{Backend, Running, authed, fresh_database_on, postgres_server, serve};
 
 /// The configuration tests run blog-service with: a fresh PostgreSQL database, port 0,
 /// and auth-service at `auth_url`.
@@ -37,12 +37,7 @@ pub async fn start_blog(config: blog_service::Config) -> Running {
     let app = blog_service::Application::build(config)
         .await
         .expect("build blog-service");
-    let addr = app.local_addr();
-    spawn(addr, |stopped| {
-        app.run_until_stopped(async move {
-            let _ = stopped.await;
-        })
-    })
+    serve(app)
 }
 
 /// Starts blog-service on a fresh database, using the running `auth` server.
@@ -128,4 +123,26 @@ pub async fn get_post(
 /// The ids of `posts`, in order.
 pub fn ids(posts: &[blog::Post]) -> Vec<String> {
     posts.iter().map(|post| post.id.clone()).collect()
+}
+
+/// A client of blog-service.
+pub type Blog = BlogServiceClient<Channel>;
+
+/// The code of a call that must have failed.
+pub fn code<T: Debug>(result: Result<T, Status>) -> Code {
+    result.expect_err("the call should have failed").code()
+}
+
+/// An UpdatePost of post `id` setting the given fields.
+pub fn update(id: &str, title: Option<&str>, content: Option<&str>) -> blog::UpdatePostRequest {
+    blog::UpdatePostRequest {
+        id: id.into(),
+        title: title.map(str::to_owned),
+        content: content.map(str::to_owned),
+    }
+}
+
+/// A DeletePost of post `id`.
+pub fn delete(id: &str) -> blog::DeletePostRequest {
+    blog::DeletePostRequest { id: id.into() }
 }

@@ -223,3 +223,10 @@ impl Http {
         (username, login)
     }
 }
+
+/// A 401 as the gateway answers it: `WWW-Authenticate: Bearer` and a detail.
+pub fn assert_unauthenticated(answer: &Answer) {
+    assert_eq!(answer.status, StatusCode::UNAUTHORIZED, "{}", answer.text);
+    assert_eq!(answer.headers[header::WWW_AUTHENTICATE], "Bearer");
+    assert!(answer.json["detail"].is_string(), "{}", answer.text);
+}

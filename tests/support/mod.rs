@@ -307,14 +307,19 @@ where
     }
 }
 
-/// Serves an already built auth-service.
-pub fn start_built_auth(app: auth_service::Application) -> Running {
+/// Serves a built auth-service or blog-service until the returned server is stopped.
+pub fn serve<C: Send + 'static>(app: pair_common::service::Application<C>) -> Running {
     let addr = app.local_addr();
     spawn(addr, |stopped| {
         app.run_until_stopped(async move {
             let _ = stopped.await;
         })
     })
+}
+
+/// Serves an already built auth-service.
+pub fn start_built_auth(app: auth_service::Application) -> Running {
+    serve(app)
 }
 
 /// Starts auth-service with `config`.
@@ -326,12 +331,7 @@ pub async fn start_auth(config: auth_service::Config) -> Running {
     let app = auth_service::Application::build(config)
         .await
         .expect("build auth-service");
-    let addr = app.local_addr();
-    spawn(addr, |stopped| {
-        app.run_until_stopped(async move {
-            let _ = stopped.await;
-        })
-    })
+    serve(app)
 }
 
 /// Starts auth-service on a fresh database and the shared Redis.
@@ -434,6 +434,43 @@ pub mod blog;
 pub mod faults;
 pub mod gateway;
 pub mod stores;
+
+/// Whether Introspect on `server` says `token` is an active access token.
+pub async fn is_active(server: &Running, token: &str) -> bool {
+    introspection_client(server)
+        .await
+        .introspect(auth::IntrospectRequest {
+            token: token.to_owned(),
+        })
+        .await
+        .expect("introspect")
+        .into_inner()
+        .active
+}
+
+/// Refresh on `server` with `refresh_token`: the new pair, or the call's status.
+pub async fn refresh(
+    server: &Running,
+    refresh_token: &str,
+) -> Result<auth::TokenPair, tonic::Status> {
+    auth_client(server)
+        .await
+        .refresh(auth::RefreshRequest {
+            refresh_token: refresh_token.to_owned(),
+        })
+        .await
+        .map(|r| r.into_inner().tokens.expect("tokens"))
+}
+
+/// Refresh on `server` with `refresh_token` must be UNAUTHENTICATED; `why` it must.
+pub async fn assert_refresh_refused(server: &Running, refresh_token: &str, why: &str) {
+    let status = refresh(server, refresh_token).await.expect_err(why);
+    assert_eq!(
+        status.code(),
+        tonic::Code::Unauthenticated,
+        "{why}: {status:?}"
+    );
+}
 
 /// A loopback address no other test (or earlier run) uses: 127.x.y.z, never 127.0.0.1,
 /// so what auth-service counts per client address starts from zero.

@@ -1,6 +1,6 @@
 //! Username, email and password rules (docs/ARCHITECTURE.md, "The pair and its layers"). Lengths count Unicode code points.
 
-use pair_common::grpc::FieldViolation;
+use pair_common::status::FieldViolation;
 
 use super::common_passwords;
 
@@ -180,9 +180,82 @@ pub fn parse_profile_change(
     }
 }
 
+/// Longest username Login looks at (any stored name is far shorter): a longer one is
+/// refused before any lookup or hash.
+const LOGIN_USERNAME_MAX: usize = 254;
+
+/// Checks a Login request: both fields present, neither longer than any stored value
+/// could be, so an oversized guess costs no hash. The password is not checked against
+/// the rules: they may have changed since it was set.
+pub fn check_login(username: &str, password: &str) -> Result<(), Vec<FieldViolation>> {
+    let mut violations = Vec::new();
+    check_present(&mut violations, "username", username, LOGIN_USERNAME_MAX);
+    check_present(&mut violations, "password", password, PASSWORD_MAX);
+    if violations.is_empty() {
+        Ok(())
+    } else {
+        Err(violations)
+    }
+}
+
+/// Checks a ChangePassword request: the current password present and of a length a
+/// password can have, the new one valid for `username`. Every bad field at once.
+pub fn parse_password_change(
+    current: &str,
+    new: &str,
+    username: &str,
+) -> Result<Password, Vec<FieldViolation>> {
+    let mut violations = Vec::new();
+    check_present(&mut violations, "current_password", current, PASSWORD_MAX);
+    let new = Password::parse(new, Some(username))
+        .map_err(|why| violations.push(FieldViolation::new("new_password", why)))
+        .ok();
+    match new {
+        Some(new) if violations.is_empty() => Ok(new),
+        _ => Err(violations),
+    }
+}
+
+fn check_present(
+    violations: &mut Vec<FieldViolation>,
+    field: &'static str,
+    value: &str,
+    max: usize,
+) {
+    if value.is_empty() {
+        violations.push(FieldViolation::new(field, "must not be empty"));
+    } else if value.chars().count() > max {
+        violations.push(FieldViolation::new(
+            field,
+            format!("must be at most {max} characters long"),
+        ));
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_login_with_an_empty_or_oversized_field_names_each_bad_field() {
+        assert_eq!(check_login("ann", "x"), Ok(()));
+        let fields = |result: Result<(), Vec<FieldViolation>>| -> Vec<&'static str> {
+            result.unwrap_err().iter().map(|v| v.field).collect()
+        };
+        assert_eq!(fields(check_login("", "")), ["username", "password"]);
+        let long_name = "a".repeat(LOGIN_USERNAME_MAX + 1);
+        let long_password = "p".repeat(PASSWORD_MAX + 1);
+        assert_eq!(fields(check_login(&long_name, "x")), ["username"]);
+        assert_eq!(fields(check_login("ann", &long_password)), ["password"]);
+    }
+
+    #[test]
+    fn a_password_change_reports_the_current_and_the_new_password_together() {
+        assert!(parse_password_change("old password", "a new long phrase", "ann").is_ok());
+        let violations = parse_password_change("", "short", "ann").unwrap_err();
+        let fields: Vec<_> = violations.iter().map(|v| v.field).collect();
+        assert_eq!(fields, ["current_password", "new_password"]);
+    }
 
     #[test]
     fn usernames_of_3_to_32_allowed_characters_are_accepted() {

@@ -4,11 +4,17 @@ mod common_passwords;
 mod credentials;
 
 pub use credentials::{
-    Email, NewUser, Password, Username, parse_profile_change, parse_registration,
+    Email, NewUser, Password, Username, check_login, parse_password_change, parse_profile_change,
+    parse_registration,
 };
 
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
+
+/// A UUID from a request field (a session id), or why it is not one.
+pub fn parse_id(raw: &str) -> Result<Uuid, String> {
+    Uuid::try_parse(raw).map_err(|_| "must be a UUID".to_owned())
+}
 
 /// A stored user, as the rest of the service sees it. The hash stays in the store layer
 /// except where a password is checked.

@@ -4,7 +4,7 @@
 pub mod page;
 
 use chrono::{DateTime, Utc};
-use pair_common::grpc::FieldViolation;
+use pair_common::status::FieldViolation;
 use uuid::Uuid;
 
 const TITLE_MAX: usize = 200;

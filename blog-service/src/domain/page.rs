@@ -3,7 +3,7 @@
 
 use base64::{Engine as _, engine::general_purpose::URL_SAFE_NO_PAD};
 use chrono::{DateTime, Utc};
-use pair_common::grpc::FieldViolation;
+use pair_common::status::FieldViolation;
 use sha2::{Digest as _, Sha256};
 use uuid::Uuid;
 

@@ -5,7 +5,7 @@
 //!   migration `posts_changed`). Each instance listens on a connection of its own; a
 //!   notification drops that post and every kept page.
 //! - **SQLite** (`PRAGMA data_version`): another process may write the same file, and
-//!   SQLite tells no one. A thread of its own asks the file's data version every
+//!   SQLite tells no one. A task with a connection of its own asks the file's data version every
 //!   `WATCH_INTERVAL` (it moves on any commit by another connection, ours included) and
 //!   drops everything when it moved. Kept answers are served only while the last such
 //!   check started less than `WATCH_FRESH_FOR` ago, so a stalled watcher cannot keep an
@@ -28,22 +28,24 @@
 
 use std::{
     collections::HashMap,
-    path::Path,
+    path::{Path, PathBuf},
     sync::{Arc, Mutex, MutexGuard, PoisonError, Weak},
     time::{Duration, Instant},
 };
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use sqlx::postgres::{PgConnectOptions, PgListener, PgPoolOptions};
+use sqlx::{
+    ConnectOptions as _,
+    postgres::{PgConnectOptions, PgListener, PgPoolOptions},
+    sqlite::{SqliteConnectOptions, SqliteConnection},
+};
 use uuid::Uuid;
-
-use pair_common::sqlite_read;
 
 use super::PostStore;
 use crate::{
     domain::{Post, PostChange, page::Cursor},
-    error::BlogError,
+    error::StoreError,
 };
 
 /// The channel the `posts_changed` trigger notifies.
@@ -59,8 +61,6 @@ const BACKOFF: (Duration, Duration) = (Duration::from_millis(50), Duration::from
 const WATCH_INTERVAL: Duration = Duration::from_millis(25);
 /// How long after a SQLite check began its answer still vouches for what is kept.
 const WATCH_FRESH_FOR: Duration = Duration::from_millis(100);
-/// The SQLite watcher thread's name.
-pub const WATCHER_THREAD: &str = "blog-post-cache";
 
 /// A page request: author filter, cursor, limit.
 type PageKey = (Option<Uuid>, Option<(DateTime<Utc>, Uuid)>, usize);
@@ -270,20 +270,21 @@ impl<S: PostStore> CachedPostStore<S> {
         Self { inner, cache }
     }
 
-    /// Wraps `inner` and starts the thread that watches the SQLite `file` for commits;
+    /// Wraps `inner` and starts the task that watches the SQLite `file` for commits;
     /// nothing is kept until its first check. `busy_timeout` bounds a check's wait for a
     /// lock.
-    pub fn sqlite(inner: S, file: &Path, busy_timeout: Duration) -> anyhow::Result<Self> {
+    pub fn sqlite(inner: S, file: &Path, busy_timeout: Duration) -> Self {
         let cache = Arc::new(PostCache::default());
-        let (file, watched) = (file.to_owned(), Arc::downgrade(&cache));
-        std::thread::Builder::new()
-            .name(WATCHER_THREAD.to_owned())
-            .spawn(move || watch_sqlite(&file, &watched, busy_timeout))?;
-        Ok(Self { inner, cache })
+        tokio::spawn(watch_sqlite(
+            file.to_owned(),
+            Arc::downgrade(&cache),
+            busy_timeout,
+        ));
+        Self { inner, cache }
     }
 
     /// Runs a read, dropping everything kept if it failed (fail closed).
-    fn checked<T>(&self, result: Result<T, BlogError>) -> Result<T, BlogError> {
+    fn checked<T>(&self, result: Result<T, StoreError>) -> Result<T, StoreError> {
         if result.is_err() {
             self.cache.drop_all();
         }
@@ -293,13 +294,13 @@ impl<S: PostStore> CachedPostStore<S> {
 
 #[async_trait]
 impl<S: PostStore> PostStore for CachedPostStore<S> {
-    async fn insert(&self, post: &Post) -> Result<(), BlogError> {
+    async fn insert(&self, post: &Post) -> Result<(), StoreError> {
         let result = self.inner.insert(post).await;
         self.cache.drop_post(Some(post.id));
         result
     }
 
-    async fn find(&self, id: Uuid) -> Result<Option<Post>, BlogError> {
+    async fn find(&self, id: Uuid) -> Result<Option<Post>, StoreError> {
         let ticket = match self.cache.post(id) {
             Ok(post) => return Ok(post),
             Err(ticket) => ticket,
@@ -316,7 +317,7 @@ impl<S: PostStore> PostStore for CachedPostStore<S> {
         author_id: Option<Uuid>,
         after: Option<Cursor>,
         limit: usize,
-    ) -> Result<Vec<Post>, BlogError> {
+    ) -> Result<Vec<Post>, StoreError> {
         let key = (author_id, after.map(|c| (c.create_time, c.id)), limit);
         let ticket = match self.cache.page(&key) {
             Ok(page) => return Ok(page),
@@ -335,19 +336,19 @@ impl<S: PostStore> PostStore for CachedPostStore<S> {
         author_id: Uuid,
         change: &PostChange,
         now: DateTime<Utc>,
-    ) -> Result<Option<Post>, BlogError> {
+    ) -> Result<Option<Post>, StoreError> {
         let result = self.inner.update_owned(id, author_id, change, now).await;
         self.cache.drop_post(Some(id));
         result
     }
 
-    async fn delete_owned(&self, id: Uuid, author_id: Uuid) -> Result<bool, BlogError> {
+    async fn delete_owned(&self, id: Uuid, author_id: Uuid) -> Result<bool, StoreError> {
         let result = self.inner.delete_owned(id, author_id).await;
         self.cache.drop_post(Some(id));
         result
     }
 
-    async fn rename_author(&self, author_id: Uuid, username: &str) -> Result<u64, BlogError> {
+    async fn rename_author(&self, author_id: Uuid, username: &str) -> Result<u64, StoreError> {
         let result = self.inner.rename_author(author_id, username).await;
         // Called on every write, and usually renames nothing: only a change drops.
         if !matches!(result, Ok(0)) {
@@ -356,7 +357,7 @@ impl<S: PostStore> PostStore for CachedPostStore<S> {
         result
     }
 
-    async fn ping(&self) -> Result<(), BlogError> {
+    async fn ping(&self) -> Result<(), StoreError> {
         self.inner.ping().await
     }
 }
@@ -442,12 +443,12 @@ async fn listen(url: &str, cache: &Weak<PostCache>, timeout: Duration) -> Option
     }
 }
 
-/// The SQLite watcher thread: checks until the cache is gone, backing off after failures.
-fn watch_sqlite(file: &Path, cache: &Weak<PostCache>, busy_timeout: Duration) {
+/// The SQLite watcher: checks until the cache is gone, backing off after failures.
+async fn watch_sqlite(file: PathBuf, cache: Weak<PostCache>, busy_timeout: Duration) {
     let mut backoff = BACKOFF.0;
     let mut told = false;
     loop {
-        let error = watch_file(file, cache, busy_timeout);
+        let error = watch_file(&file, &cache, busy_timeout).await;
         let (Some(strong), Some(error)) = (cache.upgrade(), error) else {
             return;
         };
@@ -460,25 +461,29 @@ fn watch_sqlite(file: &Path, cache: &Weak<PostCache>, busy_timeout: Duration) {
         }
         strong.set_live(false);
         drop(strong);
-        std::thread::sleep(backoff);
+        tokio::time::sleep(backoff).await;
         backoff = (backoff * 2).min(BACKOFF.1);
     }
 }
 
 /// One read-only connection asking `PRAGMA data_version` every `WATCH_INTERVAL`, from
 /// open to failure (`None` once the cache is gone).
-fn watch_file(
+async fn watch_file(
     file: &Path,
     cache: &Weak<PostCache>,
     busy_timeout: Duration,
 ) -> Option<anyhow::Error> {
-    let conn = match sqlite_read::open_read_only(file, busy_timeout) {
+    let options = SqliteConnectOptions::new()
+        .filename(file)
+        .read_only(true)
+        .busy_timeout(busy_timeout)
+        .disable_statement_logging();
+    let mut conn = match options.connect().await {
         Ok(conn) => conn,
         Err(error) => return Some(error.into()),
     };
-    let data_version = || conn.query_row("PRAGMA data_version", [], |row| row.get::<_, i64>(0));
     let mut started = Instant::now();
-    let mut seen = match data_version() {
+    let mut seen = match data_version(&mut conn).await {
         Ok(version) => version,
         Err(error) => return Some(error.into()),
     };
@@ -489,9 +494,9 @@ fn watch_file(
     }
     tracing::debug!("post cache on: watching the SQLite file for commits");
     loop {
-        std::thread::sleep(WATCH_INTERVAL);
+        tokio::time::sleep(WATCH_INTERVAL).await;
         started = Instant::now();
-        let version = match data_version() {
+        let version = match data_version(&mut conn).await {
             Ok(version) => version,
             Err(error) => return Some(error.into()),
         };
@@ -502,6 +507,13 @@ fn watch_file(
         }
         cache.confirm(started);
     }
+}
+
+/// A number that moves whenever another connection commits to the file.
+async fn data_version(conn: &mut SqliteConnection) -> Result<i64, sqlx::Error> {
+    sqlx::query_scalar("PRAGMA data_version")
+        .fetch_one(conn)
+        .await
 }
 
 #[cfg(test)]
@@ -681,10 +693,10 @@ mod tests {
 
     #[async_trait]
     impl PostStore for Counting {
-        async fn insert(&self, post: &Post) -> Result<(), BlogError> {
+        async fn insert(&self, post: &Post) -> Result<(), StoreError> {
             self.inner.insert(post).await
         }
-        async fn find(&self, id: Uuid) -> Result<Option<Post>, BlogError> {
+        async fn find(&self, id: Uuid) -> Result<Option<Post>, StoreError> {
             self.count();
             self.inner.find(id).await
         }
@@ -693,7 +705,7 @@ mod tests {
             author_id: Option<Uuid>,
             after: Option<Cursor>,
             limit: usize,
-        ) -> Result<Vec<Post>, BlogError> {
+        ) -> Result<Vec<Post>, StoreError> {
             self.count();
             self.inner.list(author_id, after, limit).await
         }
@@ -703,16 +715,16 @@ mod tests {
             author_id: Uuid,
             change: &PostChange,
             now: DateTime<Utc>,
-        ) -> Result<Option<Post>, BlogError> {
+        ) -> Result<Option<Post>, StoreError> {
             self.inner.update_owned(id, author_id, change, now).await
         }
-        async fn delete_owned(&self, id: Uuid, author_id: Uuid) -> Result<bool, BlogError> {
+        async fn delete_owned(&self, id: Uuid, author_id: Uuid) -> Result<bool, StoreError> {
             self.inner.delete_owned(id, author_id).await
         }
-        async fn rename_author(&self, author_id: Uuid, username: &str) -> Result<u64, BlogError> {
+        async fn rename_author(&self, author_id: Uuid, username: &str) -> Result<u64, StoreError> {
             self.inner.rename_author(author_id, username).await
         }
-        async fn ping(&self) -> Result<(), BlogError> {
+        async fn ping(&self) -> Result<(), StoreError> {
             self.inner.ping().await
         }
     }
@@ -746,10 +758,10 @@ mod tests {
         .await
         .expect("SQLite opens");
         let inner = Counting {
-            inner: crate::store::SqlPostStore::new(pool, timeout).expect("the store"),
+            inner: crate::store::SqlPostStore::new(pool),
             reads: 0.into(),
         };
-        let store = CachedPostStore::sqlite(inner, &file, timeout).expect("the watcher starts");
+        let store = CachedPostStore::sqlite(inner, &file, timeout);
         wait_until("the first check", || store.cache.is_live()).await;
 
         let mut one = post("one");
@@ -765,9 +777,12 @@ mod tests {
         assert_eq!(store.inner.reads(), reads + 2, "one read each, then memory");
 
         // Another connection commits (as another process would): seen at the next check.
-        let other = sqlite_read::Connection::open(&file).expect("SQLite opens");
-        other
-            .execute("UPDATE posts SET content = 'edited elsewhere'", [])
+        let mut other = <SqliteConnection as sqlx::Connection>::connect(&url)
+            .await
+            .expect("SQLite opens");
+        sqlx::query("UPDATE posts SET content = 'edited elsewhere'")
+            .execute(&mut other)
+            .await
             .expect("the edit");
         let started = Instant::now();
         loop {

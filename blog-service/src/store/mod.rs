@@ -14,16 +14,16 @@ use uuid::Uuid;
 
 use crate::{
     domain::{Post, PostChange, page::Cursor},
-    error::BlogError,
+    error::StoreError,
 };
 
 /// Posts, read newest first: by `create_time` then `id`, both descending. Failures are
-/// `BlogError::Unavailable` when the store cannot be reached and `Internal` otherwise.
+/// `StoreError::Unavailable` when the store cannot be reached and `Other` otherwise.
 #[async_trait]
 pub trait PostStore: Send + Sync + 'static {
-    async fn insert(&self, post: &Post) -> Result<(), BlogError>;
+    async fn insert(&self, post: &Post) -> Result<(), StoreError>;
 
-    async fn find(&self, id: Uuid) -> Result<Option<Post>, BlogError>;
+    async fn find(&self, id: Uuid) -> Result<Option<Post>, StoreError>;
 
     /// At most `limit` posts, newest first, of `author_id` only if given, and strictly
     /// after `after` in that order if given (keyset paging).
@@ -32,7 +32,7 @@ pub trait PostStore: Send + Sync + 'static {
         author_id: Option<Uuid>,
         after: Option<Cursor>,
         limit: usize,
-    ) -> Result<Vec<Post>, BlogError>;
+    ) -> Result<Vec<Post>, StoreError>;
 
     /// Sets the given fields of post `id` if `author_id` wrote it, in one statement so
     /// ownership cannot change between check and write; `None` if no such post of theirs.
@@ -42,14 +42,14 @@ pub trait PostStore: Send + Sync + 'static {
         author_id: Uuid,
         change: &PostChange,
         now: DateTime<Utc>,
-    ) -> Result<Option<Post>, BlogError>;
+    ) -> Result<Option<Post>, StoreError>;
 
     /// Deletes post `id` if `author_id` wrote it; false if no such post of theirs.
-    async fn delete_owned(&self, id: Uuid, author_id: Uuid) -> Result<bool, BlogError>;
+    async fn delete_owned(&self, id: Uuid, author_id: Uuid) -> Result<bool, StoreError>;
 
     /// Gives every post of `author_id` the name `username`; returns how many changed.
-    async fn rename_author(&self, author_id: Uuid, username: &str) -> Result<u64, BlogError>;
+    async fn rename_author(&self, author_id: Uuid, username: &str) -> Result<u64, StoreError>;
 
     /// Succeeds while the store answers.
-    async fn ping(&self) -> Result<(), BlogError>;
+    async fn ping(&self) -> Result<(), StoreError>;
 }

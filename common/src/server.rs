@@ -1,66 +1,26 @@
-//! Serving a tonic router the same way in both services, and the mapping of field
-//! violations to `google.rpc.BadRequest`.
+//! Serving a tonic router the same way in both services: health, reflection, gRPC-Web
+//! and its CORS policy, the per-call layers, graceful shutdown and the metrics endpoint.
 
 use std::{future::Future, net::SocketAddr, sync::Arc, time::Duration};
 
-use http::{HeaderName, HeaderValue};
-use tower_http::cors::{AllowHeaders, AllowOrigin, CorsLayer, ExposeHeaders};
+use http::HeaderName;
+use tower_http::cors::{AllowHeaders, CorsLayer, ExposeHeaders};
 
 use tokio::net::TcpListener;
 use tonic::{
-    Code, Status,
     service::Routes,
     transport::{Server, server::TcpIncoming},
 };
-use tonic_types::{ErrorDetails, StatusExt};
 
 use tokio::task::JoinHandle;
 
 use crate::{
     limits::{ConnectionLimit, InFlightLayer, Limits},
     metrics::{GrpcMetrics, Metrics, MetricsServer, Refresh},
+    net::{allowed_origins, bind},
     observe::CallLayer,
+    oversize::OversizeLayer,
 };
-
-/// One field that failed validation, and why, in words a client can show.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct FieldViolation {
-    pub field: &'static str,
-    pub description: String,
-}
-
-impl FieldViolation {
-    pub fn new(field: &'static str, description: impl Into<String>) -> Self {
-        Self {
-            field,
-            description: description.into(),
-        }
-    }
-}
-
-/// The token of an `authorization` value `Bearer <token>` (scheme case-insensitive,
-/// RFC 6750), or `None` for any other form.
-pub fn bearer_token(header: &str) -> Option<&str> {
-    let (scheme, token) = header.split_once(' ')?;
-    let token = token.trim();
-    (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)
-}
-
-/// INVALID_ARGUMENT carrying one `BadRequest` field violation per bad field.
-pub fn bad_request(violations: &[FieldViolation]) -> Status {
-    let message = violations
-        .iter()
-        .map(|v| format!("{}: {}", v.field, v.description))
-        .collect::<Vec<_>>()
-        .join("; ");
-    let details = ErrorDetails::with_bad_request(
-        violations
-            .iter()
-            .map(|v| tonic_types::FieldViolation::new(v.field, v.description.clone()))
-            .collect::<Vec<_>>(),
-    );
-    Status::with_error_details(Code::InvalidArgument, message, details)
-}
 
 /// Adds gRPC reflection (v1 and v1alpha, both in use by clients) advertising exactly
 /// `services`, the health service and reflection itself.
@@ -93,13 +53,6 @@ pub fn with_reflection(routes: Routes, services: &[&str]) -> anyhow::Result<Rout
         .add_service(configure().build_v1alpha()?))
 }
 
-/// Binds `addr`, saying clearly which address could not be bound (e.g. already in use).
-pub async fn bind(addr: SocketAddr, variable: &str) -> anyhow::Result<TcpListener> {
-    TcpListener::bind(addr)
-        .await
-        .map_err(|error| anyhow::anyhow!("{variable}: cannot listen on {addr}: {error}"))
-}
-
 /// How a server is exposed beyond plain gRPC.
 #[derive(Debug, Clone, Default)]
 pub struct ServeOptions {
@@ -110,21 +63,6 @@ pub struct ServeOptions {
     pub metrics: Option<Arc<GrpcMetrics>>,
     /// Connections, streams and calls in flight (docs/ARCHITECTURE.md, "Overload").
     pub limits: Limits,
-}
-
-/// The origins of a CORS policy: `*` for any, else each listed origin (an error names
-/// the first that is not a valid header value). Shared by gRPC-Web and the HTTP gateway.
-pub fn allowed_origins(origins: &[String]) -> anyhow::Result<AllowOrigin> {
-    if origins.iter().any(|o| o == "*") {
-        return Ok(AllowOrigin::any());
-    }
-    let origins = origins
-        .iter()
-        .map(|o| {
-            HeaderValue::from_str(o).map_err(|_| anyhow::anyhow!("`{o}` is not a valid origin"))
-        })
-        .collect::<anyhow::Result<Vec<_>>>()?;
-    Ok(AllowOrigin::list(origins))
 }
 
 /// The CORS policy for gRPC-Web callers in browsers.
@@ -183,6 +121,7 @@ pub async fn serve(
         .layer(tonic_web::GrpcWebLayer::new())
         .layer(CallLayer::new(options.metrics))
         .layer(InFlightLayer::new(limits.max_calls_in_flight))
+        .layer(OversizeLayer)
         .add_routes(routes)
         .serve_with_incoming_shutdown(incoming, shutdown)
         .await?;
@@ -289,22 +228,5 @@ impl PreparedServer {
             task.abort();
         }
         served
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn bearer_tokens_are_read_from_the_header_whatever_the_scheme_case() {
-        assert_eq!(bearer_token("Bearer abc"), Some("abc"));
-        assert_eq!(bearer_token("bearer abc"), Some("abc"));
-        assert_eq!(bearer_token("BEARER  abc "), Some("abc"));
-        assert_eq!(bearer_token("Basic abc"), None);
-        assert_eq!(bearer_token("Bearer "), None);
-        assert_eq!(bearer_token("Bearer"), None);
-        assert_eq!(bearer_token("abc"), None);
-        assert_eq!(bearer_token(""), None);
     }
 }

@@ -1,0 +1,188 @@
+//! What a soak worker records: the outcome of each call, tallied per operation.
+
+use std::{collections::BTreeMap, future::Future};
+
+use tokio::time::Instant;
+
+use crate::harness::{Failure, Tally, Window, code_name};
+
+use super::Op;
+
+/// Distinct error messages kept per operation and label.
+const EXAMPLES_PER_LABEL: usize = 3;
+
+/// The result of one call.
+#[derive(Debug)]
+pub(super) enum Outcome {
+    Ok,
+    /// Login answered RESOURCE_EXHAUSTED without retry details: the hash queue is full.
+    Shed,
+    Unexpected {
+        label: Failure,
+        detail: String,
+    },
+}
+
+pub(super) fn wrong(label: Failure, detail: impl Into<String>) -> Outcome {
+    Outcome::Unexpected {
+        label,
+        detail: detail.into(),
+    }
+}
+
+pub(super) fn status_outcome(status: &tonic::Status) -> Outcome {
+    wrong(
+        code_name(status.code()),
+        format!("{}: {}", code_name(status.code()), status.message()),
+    )
+}
+
+/// How a failed Login is counted: shedding (hash queue full: RESOURCE_EXHAUSTED with no
+/// details) is expected; throttling (RESOURCE_EXHAUSTED with RetryInfo details, after
+/// failed logins, which the soak never makes) and everything else is not.
+pub(super) fn login_failure(status: &tonic::Status) -> Outcome {
+    if status.code() == tonic::Code::ResourceExhausted {
+        if status.details().is_empty() {
+            return Outcome::Shed;
+        }
+        return wrong(
+            "RESOURCE_EXHAUSTED_THROTTLED",
+            format!("login throttled: {}", status.message()),
+        );
+    }
+    status_outcome(status)
+}
+
+/// What one operation recorded.
+pub(super) struct OpTally {
+    /// Calls completed in the measured window.
+    pub(super) window: Tally,
+    /// Sheds in the measured window.
+    pub(super) shed: u64,
+    /// Sheds during warm-up or drain.
+    pub(super) shed_outside: u64,
+    /// Unexpected errors during warm-up or after the window (calls in flight at its end).
+    pub(super) errors_outside: BTreeMap<Failure, u64>,
+    /// A few messages per label.
+    pub(super) examples: BTreeMap<Failure, Vec<String>>,
+}
+
+impl OpTally {
+    pub(super) fn new() -> anyhow::Result<Self> {
+        Ok(Self {
+            window: Tally::new()?,
+            shed: 0,
+            shed_outside: 0,
+            errors_outside: BTreeMap::new(),
+            examples: BTreeMap::new(),
+        })
+    }
+
+    pub(super) fn merge(&mut self, other: &Self) -> anyhow::Result<()> {
+        self.window.merge(&other.window)?;
+        self.shed += other.shed;
+        self.shed_outside += other.shed_outside;
+        for (label, count) in &other.errors_outside {
+            *self.errors_outside.entry(label).or_default() += count;
+        }
+        for (label, messages) in &other.examples {
+            let kept = self.examples.entry(label).or_default();
+            for message in messages {
+                if kept.len() < EXAMPLES_PER_LABEL && !kept.contains(message) {
+                    kept.push(message.clone());
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// What one worker recorded, per operation.
+pub(super) struct Recorder {
+    pub(super) window: Window,
+    pub(super) ops: Vec<OpTally>,
+}
+
+impl Recorder {
+    pub(super) fn new(window: Window) -> anyhow::Result<Self> {
+        Ok(Self {
+            window,
+            ops: Op::ALL
+                .iter()
+                .map(|_| OpTally::new())
+                .collect::<anyhow::Result<_>>()?,
+        })
+    }
+
+    /// Runs `call` under the call deadline and records it; returns whether it succeeded.
+    pub(super) async fn time<F>(&mut self, op: Op, call: F) -> Outcome
+    where
+        F: Future<Output = Outcome>,
+    {
+        let start = Instant::now();
+        let outcome = tokio::time::timeout(self.window.call_timeout, call)
+            .await
+            .unwrap_or_else(|_| {
+                wrong(
+                    "CLIENT_TIMEOUT",
+                    format!("no answer within {:?}", self.window.call_timeout),
+                )
+            });
+        let end = Instant::now();
+        let inside = end >= self.window.measure_from && end <= self.window.until;
+        let tally = &mut self.ops[op.index()];
+        match &outcome {
+            Outcome::Ok if inside => {
+                let micros =
+                    u64::try_from(end.duration_since(start).as_micros()).unwrap_or(u64::MAX);
+                tally.window.latency.saturating_record(micros.max(1));
+            }
+            Outcome::Ok => {}
+            Outcome::Shed if inside => tally.shed += 1,
+            Outcome::Shed => tally.shed_outside += 1,
+            Outcome::Unexpected { label, detail } => {
+                if inside {
+                    *tally.window.errors.entry(label).or_default() += 1;
+                } else {
+                    *tally.errors_outside.entry(label).or_default() += 1;
+                }
+                let kept = tally.examples.entry(label).or_default();
+                if kept.len() < EXAMPLES_PER_LABEL && !kept.contains(detail) {
+                    kept.push(detail.clone());
+                }
+            }
+        }
+        outcome
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shedding_is_expected_but_throttling_and_other_codes_are_not() {
+        let shed = tonic::Status::resource_exhausted("the server is busy");
+        assert!(matches!(login_failure(&shed), Outcome::Shed));
+        let throttled = tonic::Status::with_details(
+            tonic::Code::ResourceExhausted,
+            "too many failed logins",
+            vec![1, 2, 3].into(),
+        );
+        assert!(matches!(
+            login_failure(&throttled),
+            Outcome::Unexpected {
+                label: "RESOURCE_EXHAUSTED_THROTTLED",
+                ..
+            }
+        ));
+        let wrong_password = tonic::Status::unauthenticated("wrong username or password");
+        match login_failure(&wrong_password) {
+            Outcome::Unexpected { label, detail } => {
+                assert_eq!(label, "UNAUTHENTICATED");
+                assert!(detail.contains("wrong username or password"), "{detail}");
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+}
