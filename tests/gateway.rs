@@ -569,15 +569,10 @@ async fn bad_bodies_are_refused_with_a_clear_detail_and_nothing_is_written(backe
     );
     assert!(form.json["detail"].is_string());
 
-    let mut huge = good.clone();
-    huge["password"] = Value::String("p".repeat(2 * 1024 * 1024));
+    // A 2 MiB body, declared: refused from its headers (a client streaming it could
+    // otherwise get a reset for an answer, as the gateway closes without reading it).
     let too_large = http
-        .raw(
-            Method::POST,
-            signup,
-            "application/json",
-            huge.to_string().into_bytes(),
-        )
+        .declared_body(Method::POST, signup, "application/json", 2 * 1024 * 1024)
         .await;
     assert_eq!(
         too_large.status,

@@ -52,6 +52,17 @@ where
         if encoding == Encoding::Other || (encoding == Encoding::Form && !T::FORM) {
             return Err(ApiError::UnsupportedMediaType);
         }
+        // A body declared too large is refused before a byte of it is read, so the
+        // client gets the 413 instead of a reset while it is still sending (and one
+        // that waits for `100 Continue` never sends it).
+        let declared = request
+            .headers()
+            .get(header::CONTENT_LENGTH)
+            .and_then(|value| value.to_str().ok())
+            .and_then(|value| value.parse::<u64>().ok());
+        if declared.is_some_and(|length| length > MAX_BODY_BYTES as u64) {
+            return Err(ApiError::TooLarge(MAX_BODY_BYTES));
+        }
         let bytes = Bytes::from_request(request, state)
             .await
             .map_err(|rejection| {

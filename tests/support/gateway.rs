@@ -183,6 +183,56 @@ impl Http {
         self.send(request).await
     }
 
+    /// A request that declares a `declared`-byte body of `content_type` and sends none of
+    /// it, over a connection of its own: what the gateway answers from the headers alone.
+    pub async fn declared_body(
+        &self,
+        method: Method,
+        path: &str,
+        content_type: &str,
+        declared: usize,
+    ) -> Answer {
+        use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+        let exchange = async {
+            let mut stream = tokio::net::TcpStream::connect(self.addr).await?;
+            let head = format!(
+                "{method} {path} HTTP/1.1\r\nHost: {}\r\nContent-Type: {content_type}\r\n\
+                 Content-Length: {declared}\r\nExpect: 100-continue\r\nConnection: close\r\n\r\n",
+                self.addr
+            );
+            stream.write_all(head.as_bytes()).await?;
+            let mut answer = Vec::new();
+            stream.read_to_end(&mut answer).await?;
+            Ok::<_, std::io::Error>(answer)
+        };
+        let answer = tokio::time::timeout(Duration::from_secs(15), exchange)
+            .await
+            .expect("the gateway answers from the headers within 15 s")
+            .expect("HTTP exchange");
+        let text = String::from_utf8_lossy(&answer).into_owned();
+        let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+        let status = head
+            .split(' ')
+            .nth(1)
+            .and_then(|code| code.parse::<u16>().ok())
+            .and_then(|code| StatusCode::from_u16(code).ok())
+            .unwrap_or_else(|| panic!("no status line in {text}"));
+        let body = if head
+            .to_ascii_lowercase()
+            .contains("transfer-encoding: chunked")
+        {
+            dechunk(body)
+        } else {
+            body.to_owned()
+        };
+        Answer {
+            status,
+            headers: http::HeaderMap::new(),
+            json: serde_json::from_str(&body).unwrap_or(Value::Null),
+            text: body,
+        }
+    }
+
     pub async fn get(&self, path: &str, token: Option<&str>) -> Answer {
         self.call(Method::GET, path, token, None).await
     }
@@ -229,4 +279,20 @@ pub fn assert_unauthenticated(answer: &Answer) {
     assert_eq!(answer.status, StatusCode::UNAUTHORIZED, "{}", answer.text);
     assert_eq!(answer.headers[header::WWW_AUTHENTICATE], "Bearer");
     assert!(answer.json["detail"].is_string(), "{}", answer.text);
+}
+
+/// The payload of a chunked HTTP/1.1 body.
+fn dechunk(mut body: &str) -> String {
+    let mut out = String::new();
+    while let Some((size, rest)) = body.split_once("\r\n") {
+        let Ok(size) = usize::from_str_radix(size.trim(), 16) else {
+            break;
+        };
+        if size == 0 || rest.len() < size {
+            break;
+        }
+        out.push_str(&rest[..size]);
+        body = rest[size..].trim_start_matches("\r\n");
+    }
+    out
 }
