@@ -763,12 +763,8 @@ async fn health_and_the_openapi_document_are_served(backend: Backend) {
 /// With both services down the gateway still starts, and answers 503 (never a hang).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn with_the_services_down_the_gateway_answers_503() {
-    let closed = |port: u16| format!("http://127.0.0.1:{port}");
-    let gateway = start_gateway(gateway_config(
-        closed(stores::free_port()),
-        closed(stores::free_port()),
-    ))
-    .await;
+    let (auth, blog) = (stores::ClosedPort::new(), stores::ClosedPort::new());
+    let gateway = start_gateway(gateway_config(auth.url(), blog.url())).await;
     let http = Http::new(gateway.addr);
     let health = http.get("/healthz", None).await;
     assert_eq!(

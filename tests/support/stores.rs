@@ -4,7 +4,7 @@
 //! the test (never skips it).
 
 use std::{
-    net::TcpListener,
+    net::{SocketAddr, TcpListener},
     os::unix::fs::MetadataExt as _,
     path::{Path, PathBuf},
     process::{Child, Command, Stdio},
@@ -29,6 +29,33 @@ pub fn free_port() -> u16 {
         .and_then(|listener| listener.local_addr())
         .expect("free port")
         .port()
+}
+
+/// A loopback port that refuses every connection and that no other test can
+/// take while the guard lives: the socket is bound but never listens. (A port
+/// from [`free_port`] is free only until someone else binds it, and a parallel
+/// test's server once did, turning "nothing there" into a wrong answer.)
+pub struct ClosedPort {
+    _socket: tokio::net::TcpSocket,
+    pub port: u16,
+}
+
+impl ClosedPort {
+    pub fn new() -> Self {
+        let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+        socket
+            .bind(SocketAddr::from(([127, 0, 0, 1], 0)))
+            .expect("bind a closed port");
+        let port = socket.local_addr().expect("local addr").port();
+        Self {
+            _socket: socket,
+            port,
+        }
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
 }
 
 fn fresh_dir(prefix: &str) -> PathBuf {
