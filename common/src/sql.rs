@@ -48,6 +48,10 @@ pub struct Migrations {
 /// `&mut SqliteConnection`), so one query text and one row mapping serve both. `$body`
 /// is the inside of an async block that yields `Result<_, sqlx::Error>` (`?` works in
 /// it); the macro yields that result, or the error of getting a connection.
+/// `$body` gets the pool's timeout (the store timeout): a database that stops
+/// answering, with its connection left open (a silent link, a frozen server), fails
+/// the query with a timed-out I/O error (so UNAVAILABLE) and the connection is
+/// closed, never reused.
 /// `with_pool!(write pool, conn => …)` runs a write: on SQLite it first waits for the
 /// pool's write turn (`SqlPool::write_turn`).
 #[macro_export]
@@ -67,11 +71,16 @@ macro_rules! with_pool {
     (@lease $pool:ident, $conn:ident => $body:expr) => {
         match $pool.acquire().await {
             Ok(mut lease) => {
-                let result: ::std::result::Result<_, $crate::sql::Error> = async {
+                let deadline = lease.timeout();
+                let run = async {
                     let $conn = lease.connection();
                     $body
-                }
-                .await;
+                };
+                let result: ::std::result::Result<_, $crate::sql::Error> =
+                    match ::tokio::time::timeout(deadline, run).await {
+                        Ok(result) => result,
+                        Err(_) => Err($crate::sql::timed_out()),
+                    };
                 lease.settle(&result);
                 result
             }
@@ -238,6 +247,11 @@ pub struct Lease<'a, C: Connection> {
 }
 
 impl<C: Connection> Lease<'_, C> {
+    /// How long a query on this connection may take: the pool's timeout.
+    pub fn timeout(&self) -> Duration {
+        self.pool.acquire_timeout
+    }
+
     /// The connection, to run queries on.
     #[expect(
         clippy::missing_panics_doc,
@@ -283,6 +297,16 @@ impl<C: Connection> Lease<'_, C> {
             Err(_) => drop(pooled),
         }
     }
+}
+
+/// The error of a query that did not answer within the pool's timeout: an I/O error,
+/// so the connection is closed (the protocol is out of step) and the idle ones with it
+/// (they went through the same silent link).
+pub fn timed_out() -> Error {
+    Error::Io(std::io::Error::new(
+        std::io::ErrorKind::TimedOut,
+        "the database did not answer in time",
+    ))
 }
 
 /// A connection that broke, or that the server closed (PostgreSQL's class 08 and 57P).

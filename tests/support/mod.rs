@@ -433,6 +433,7 @@ pub fn violated_fields(status: &tonic::Status) -> Vec<String> {
 pub mod blog;
 pub mod faults;
 pub mod gateway;
+pub mod link;
 pub mod stores;
 
 /// Whether Introspect on `server` says `token` is an active access token.
