@@ -38,7 +38,10 @@
 # (127.0.0.1/5432/postgres), BENCH_REDIS_URL (redis://127.0.0.1:6379), KEEP_DB=1 (keep
 # the bench databases), BENCH_RUST_LOG (warn), LOADGEN_ARGS (extra loadgen flags),
 # SOAK (unset, 1 or only), SOAK_CONCURRENCY (64), SOAK_DURATION (60s; QUICK: 10s),
-# SOAK_ARGS (extra loadgen flags of the soak, e.g. --soak-mix login=2), FLOOD (unset, 1
+# SOAK_ARGS (extra loadgen flags of the soak, e.g. --soak-mix login=2), SOAK_FAULT (a
+# shell command run SOAK_FAULT_AT (20s) into the soak's window; UNAVAILABLE is expected
+# for SOAK_FAULT_WINDOW (15s) after it; results go to soak-failover-BACKEND; see
+# bench/soak-failover.sh), FLOOD (unset, 1
 # or only: login under a flood from one address, after the rest), FLOOD_CONCURRENCY (128).
 # SOAK_ARGS (extra loadgen flags of the soak, e.g. --soak-mix login=2), SIGNING (hs256:
 # a random AUTH_JWT_SECRET; eddsa: a new Ed25519 key in AUTH_JWT_PRIVATE_KEYS).
@@ -306,7 +309,12 @@ bench() {
 soak() {
   local backend="$1" auth_port="$2" blog_port="$3" workdir="$4"
   shift 4
-  local name="soak-$backend"
+  local name="soak-$backend" fault=()
+  if [[ -n "${SOAK_FAULT:-}" ]]; then
+    name="soak-failover-$backend"
+    fault=(--fault-command "$SOAK_FAULT" --fault-at "${SOAK_FAULT_AT:-20s}"
+      --fault-window "${SOAK_FAULT_WINDOW:-15s}")
+  fi
   start_pair "$name" "$auth_port" "$blog_port" "$workdir" "$@"
   log "$backend: soak at $SOAK_CONCURRENCY in flight for $SOAK_DURATION"
   : >"$RESULTS/$name.txt"
@@ -317,6 +325,7 @@ soak() {
     --scenario soak --concurrency "$SOAK_CONCURRENCY" --warmup "$WARMUP" \
     --duration "$SOAK_DURATION" --seed-users "$SOAK_CONCURRENCY" \
     --seed-posts "$SOAK_SEED_POSTS" --json "$TMP/$name.json" "${SOAK_EXTRA_ARGS[@]}" \
+    "${fault[@]}" \
     || status=$?
   case "$status" in
     0) ;;

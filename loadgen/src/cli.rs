@@ -106,6 +106,21 @@ pub struct Args {
     #[arg(long, value_name = "OP=WEIGHT[,…]", value_parser = Mix::parse)]
     pub soak_mix: Option<Mix>,
 
+    /// soak: a shell command (`sh -c`) run this long after the measured window starts,
+    /// e.g. `bash tests/cluster/redis-cluster.sh kill-master`. UNAVAILABLE answers to
+    /// calls that overlap `--fault-window` from then are expected and counted apart;
+    /// every other error still fails the soak.
+    #[arg(long, value_name = "COMMAND", requires = "fault_at")]
+    pub fault_command: Option<String>,
+
+    /// When `--fault-command` runs, after the start of the measured window.
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration, requires = "fault_command")]
+    pub fault_at: Option<Duration>,
+
+    /// How long after `--fault-at` UNAVAILABLE is expected.
+    #[arg(long, default_value = "15s", value_parser = parse_duration)]
+    pub fault_window: Duration,
+
     /// Deadline of one call; a call past it counts as a CLIENT_TIMEOUT error.
     #[arg(long, default_value = "10s", value_parser = parse_duration)]
     pub call_timeout: Duration,

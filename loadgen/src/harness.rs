@@ -24,6 +24,9 @@ pub struct Window {
     pub measure_from: Instant,
     pub until: Instant,
     pub call_timeout: Duration,
+    /// While a fault is injected (a Redis master killed): UNAVAILABLE is expected of
+    /// calls that overlap it.
+    pub fault: Option<(Instant, Instant)>,
 }
 
 impl Window {
@@ -34,7 +37,21 @@ impl Window {
             measure_from,
             until: measure_from + duration,
             call_timeout,
+            fault: None,
         }
+    }
+
+    /// The same window with a fault from `at` after the measured start, for `length`.
+    pub fn with_fault(mut self, at: Duration, length: Duration) -> Self {
+        let from = self.measure_from + at;
+        self.fault = Some((from, from + length));
+        self
+    }
+
+    /// Whether a call from `start` to `end` overlaps the fault.
+    pub fn overlaps_fault(&self, start: Instant, end: Instant) -> bool {
+        self.fault
+            .is_some_and(|(from, until)| start <= until && end >= from)
     }
 
     pub fn measured(&self) -> Duration {

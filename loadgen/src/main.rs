@@ -169,6 +169,18 @@ struct Fixtures {
 /// Runs the selected scenarios; returns the soak's unexpected errors (0 without soak).
 async fn run(args: Args) -> anyhow::Result<u64> {
     let selected = args.selected_scenarios();
+    anyhow::ensure!(
+        args.fault_command.is_none() || selected == [Scenario::Soak],
+        "--fault-command is for the soak alone: give --scenario soak"
+    );
+    if let Some(at) = args.fault_at {
+        anyhow::ensure!(
+            at + args.fault_window <= args.duration,
+            "--fault-at {at:?} + --fault-window {:?} must end within --duration {:?}",
+            args.fault_window,
+            args.duration
+        );
+    }
     let uses_blog = selected.iter().any(|s| s.uses_blog());
     let reads_posts = selected.iter().any(|s| s.reads_posts());
     let seeds_posts = reads_posts && !args.no_seed_posts;
@@ -467,14 +479,50 @@ async fn run_scenario(
                     })
                 })
                 .collect();
-            let window = Window::starting_now(warmup, duration, timeout);
+            let mut window = Window::starting_now(warmup, duration, timeout);
+            let fault = match (&args.fault_command, args.fault_at) {
+                (Some(command), Some(at)) => {
+                    window = window.with_fault(at, args.fault_window);
+                    Some(tokio::spawn(inject_fault(
+                        command.clone(),
+                        window.measure_from + at,
+                    )))
+                }
+                _ => None,
+            };
             let report = soak::run(workers, usernames.len().min(n), window).await?;
+            if let Some(fault) = fault {
+                fault.await.context("the fault task panicked")??;
+            }
             let stats = report.total.clone();
             result.soak = Some(report);
             stats
         }
     };
     Ok(result)
+}
+
+/// Runs `command` through `sh -c` at `at`; its output goes to stderr. A command that
+/// fails fails the run (a soak "across a failover" without the failover proves nothing).
+async fn inject_fault(command: String, at: tokio::time::Instant) -> anyhow::Result<()> {
+    tokio::time::sleep_until(at).await;
+    eprintln!("loadgen: injecting the fault: {command}");
+    let run = command.clone();
+    let status = tokio::task::spawn_blocking(move || {
+        std::process::Command::new("sh")
+            .args(["-c", &run])
+            .stdout(std::process::Stdio::inherit())
+            .status()
+    })
+    .await
+    .context("the fault command's thread panicked")?
+    .with_context(|| format!("cannot run the fault command `{command}`"))?;
+    anyhow::ensure!(
+        status.success(),
+        "the fault command `{command}` failed: {status}"
+    );
+    eprintln!("loadgen: the fault command finished");
+    Ok(())
 }
 
 /// The `i`-th channel, round-robin.
@@ -748,6 +796,31 @@ fn soak_table(out: &mut String, soak: &soak::SoakReport) {
         "  logins shed (RESOURCE_EXHAUSTED, expected): {} in the window, {} in all",
         shed_in_window, soak.shed_total
     );
+    if soak.during_fault_total > 0 {
+        let _ = writeln!(
+            out,
+            "  UNAVAILABLE while the fault was injected (expected): {}",
+            soak.during_fault_total
+        );
+    }
+    let lost: Vec<String> = soak
+        .lost_writes
+        .iter()
+        .map(|(kind, count)| format!("{kind}={count}"))
+        .collect();
+    let _ = writeln!(
+        out,
+        "  acknowledged writes checked after the run: {}, lost: {}",
+        soak.verified_writes,
+        if lost.is_empty() {
+            "none".to_owned()
+        } else {
+            lost.join(", ")
+        }
+    );
+    for example in &soak.lost_examples {
+        let _ = writeln!(out, "      {example}");
+    }
     let verdict = if soak.unexpected_errors == 0 {
         "PASS"
     } else {

@@ -6,6 +6,7 @@
 #   tests/cluster/redis-cluster.sh status       # every node's role and link; exit 1 if not ok
 #   tests/cluster/redis-cluster.sh kill-master  # SIGKILL one master, print the failover time
 #   tests/cluster/redis-cluster.sh restart-node PORT  # start a killed node again
+#   tests/cluster/redis-cluster.sh fail-over    # kill-master, then restart it as a replica
 #   tests/cluster/redis-cluster.sh stop         # stop every node, remove the directory
 #
 #   export TEST_REDIS_CLUSTER_URLS=$(tests/cluster/redis-cluster.sh start)
@@ -260,8 +261,34 @@ kill_master() {
   echo "$elapsed_ms"
 }
 
+# A whole failover as operations would see it: kill_master, then the killed node started
+# again (as a supervisor would restart it) once its replica has taken over; it rejoins as
+# a replica of the new master. Waits until every node knows three replicas and every
+# replica's link is up, so writes that need a replica's confirmation can have it again;
+# prints the milliseconds from the kill to that.
+fail_over() {
+  local started victim now said
+  started=$(date +%s%N)
+  said=$(kill_master 2>&1 >/dev/null) || die "fail-over: $said"
+  echo "$said" >&2
+  victim=$(echo "$said" | sed -n 's/.*killed master \([0-9]*\).*/\1/p')
+  [ -n "$victim" ] || die "fail-over: kill-master did not say which master it killed"
+  start_node "$victim"
+  for _ in $(seq 1 300); do
+    if healthy >/dev/null 2>&1; then
+      now=$(date +%s%N)
+      say "fail-over: $victim is back as a replica, the cluster is whole $(((now - started) / 1000000)) ms after the kill"
+      echo $(((now - started) / 1000000))
+      return 0
+    fi
+    sleep 0.05
+  done
+  die "fail-over: the cluster was not whole again within 15 s of restarting $victim"
+}
+
 case ${1:-} in
   start) start ;;
+  fail-over) fail_over ;;
   stop) stop ;;
   status) status ;;
   kill-master) kill_master ;;
@@ -274,7 +301,7 @@ case ${1:-} in
     start_node "$port"
     ;;
   *)
-    echo "usage: $0 start|stop|status|kill-master|restart-node PORT" >&2
+    echo "usage: $0 start|stop|status|kill-master|fail-over|restart-node PORT" >&2
     exit 2
     ;;
 esac

@@ -179,6 +179,8 @@ pub struct OpReport {
     pub stats: Stats,
     /// Logins shed with RESOURCE_EXHAUSTED (hash queue full), in the window: expected.
     pub shed: u64,
+    /// UNAVAILABLE answers to calls overlapping an injected fault: expected.
+    pub during_fault: u64,
     /// Unexpected errors during warm-up or drain (calls in flight when the window ended).
     pub errors_outside_window: BTreeMap<String, u64>,
     /// A few messages of each unexpected error label (status code + message, or what
@@ -197,7 +199,15 @@ pub struct SoakReport {
     pub total: Stats,
     /// Logins shed, window + warm-up + drain.
     pub shed_total: u64,
-    /// Unexpected errors, window + warm-up + drain: the gate (must be 0).
+    /// UNAVAILABLE answers to calls overlapping an injected fault (`--fault-command`).
+    pub during_fault_total: u64,
+    /// Acknowledged writes (revocations, posts) checked again after the run.
+    pub verified_writes: u64,
+    /// Acknowledged writes found undone after the run, by kind (counted as unexpected).
+    pub lost_writes: BTreeMap<String, u64>,
+    pub lost_examples: Vec<String>,
+    /// Unexpected errors, window + warm-up + drain, and lost writes: the gate (must be
+    /// 0).
     pub unexpected_errors: u64,
 }
 
@@ -216,20 +226,33 @@ pub async fn run(workers: Vec<Worker>, users: usize, window: Window) -> anyhow::
         .iter()
         .map(|_| OpTally::new())
         .collect::<anyhow::Result<_>>()?;
+    let (mut verified_writes, mut lost_writes, mut lost_examples) =
+        (0, BTreeMap::<String, u64>::new(), Vec::new());
     for handle in handles {
         let recorder = handle.await.context("a soak worker panicked")??;
         for (total, tally) in merged.iter_mut().zip(&recorder.ops) {
             total.merge(tally)?;
         }
+        verified_writes += recorder.verified;
+        for (kind, count) in &recorder.lost {
+            *lost_writes.entry((*kind).to_owned()).or_default() += count;
+        }
+        for example in recorder.lost_examples {
+            if lost_examples.len() < 5 {
+                lost_examples.push(example);
+            }
+        }
     }
     let measured = window.measured();
     let mut all = Tally::new()?;
     let mut ops = Vec::with_capacity(Op::ALL.len());
-    let (mut shed_total, mut unexpected) = (0, 0);
+    let (mut shed_total, mut during_fault_total) = (0, 0);
+    let mut unexpected: u64 = lost_writes.values().sum();
     for (op, tally) in Op::ALL.iter().zip(&merged) {
         all.merge(&tally.window)?;
         let stats = tally.window.stats(measured);
         shed_total += tally.shed + tally.shed_outside;
+        during_fault_total += tally.during_fault;
         unexpected += stats.error_count + tally.errors_outside.values().sum::<u64>();
         ops.push(OpReport {
             op: op.name(),
@@ -239,6 +262,7 @@ pub async fn run(workers: Vec<Worker>, users: usize, window: Window) -> anyhow::
                 .map(|mix| mix.weight(*op)),
             stats,
             shed: tally.shed,
+            during_fault: tally.during_fault,
             errors_outside_window: tally
                 .errors_outside
                 .iter()
@@ -258,6 +282,10 @@ pub async fn run(workers: Vec<Worker>, users: usize, window: Window) -> anyhow::
         ops,
         total: all.stats(measured),
         shed_total,
+        during_fault_total,
+        verified_writes,
+        lost_writes,
+        lost_examples,
         unexpected_errors: unexpected,
     })
 }

@@ -61,6 +61,8 @@ pub(super) struct OpTally {
     pub(super) shed: u64,
     /// Sheds during warm-up or drain.
     pub(super) shed_outside: u64,
+    /// UNAVAILABLE answers to calls that overlapped an injected fault: expected.
+    pub(super) during_fault: u64,
     /// Unexpected errors during warm-up or after the window (calls in flight at its end).
     pub(super) errors_outside: BTreeMap<Failure, u64>,
     /// A few messages per label.
@@ -73,6 +75,7 @@ impl OpTally {
             window: Tally::new()?,
             shed: 0,
             shed_outside: 0,
+            during_fault: 0,
             errors_outside: BTreeMap::new(),
             examples: BTreeMap::new(),
         })
@@ -82,6 +85,7 @@ impl OpTally {
         self.window.merge(&other.window)?;
         self.shed += other.shed;
         self.shed_outside += other.shed_outside;
+        self.during_fault += other.during_fault;
         for (label, count) in &other.errors_outside {
             *self.errors_outside.entry(label).or_default() += count;
         }
@@ -101,6 +105,11 @@ impl OpTally {
 pub(super) struct Recorder {
     pub(super) window: Window,
     pub(super) ops: Vec<OpTally>,
+    /// Acknowledged writes checked again after the run (revocations, posts).
+    pub(super) verified: u64,
+    /// Acknowledged writes found undone after the run, by kind, with examples.
+    pub(super) lost: BTreeMap<Failure, u64>,
+    pub(super) lost_examples: Vec<String>,
 }
 
 impl Recorder {
@@ -111,7 +120,22 @@ impl Recorder {
                 .iter()
                 .map(|_| OpTally::new())
                 .collect::<anyhow::Result<_>>()?,
+            verified: 0,
+            lost: BTreeMap::new(),
+            lost_examples: Vec::new(),
         })
+    }
+
+    /// Records the check of one acknowledged write after the run: `Some(kind)` when it
+    /// was found undone.
+    pub(super) fn verified(&mut self, lost: Option<(Failure, String)>) {
+        self.verified += 1;
+        if let Some((kind, detail)) = lost {
+            *self.lost.entry(kind).or_default() += 1;
+            if self.lost_examples.len() < EXAMPLES_PER_LABEL {
+                self.lost_examples.push(detail);
+            }
+        }
     }
 
     /// Runs `call` under the call deadline and records it; returns whether it succeeded.
@@ -140,6 +164,11 @@ impl Recorder {
             Outcome::Ok => {}
             Outcome::Shed if inside => tally.shed += 1,
             Outcome::Shed => tally.shed_outside += 1,
+            Outcome::Unexpected { label, .. }
+                if *label == "UNAVAILABLE" && self.window.overlaps_fault(start, end) =>
+            {
+                tally.during_fault += 1;
+            }
             Outcome::Unexpected { label, detail } => {
                 if inside {
                     *tally.window.errors.entry(label).or_default() += 1;
@@ -159,6 +188,33 @@ impl Recorder {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn only_unavailable_overlapping_the_fault_is_expected() {
+        use std::time::Duration;
+        let window = Window::starting_now(
+            Duration::ZERO,
+            Duration::from_secs(60),
+            Duration::from_secs(5),
+        )
+        .with_fault(Duration::from_millis(300), Duration::from_secs(1));
+        let mut recorder = Recorder::new(window).unwrap();
+        let unavailable = || async { status_outcome(&tonic::Status::unavailable("failover")) };
+        let internal = || async { status_outcome(&tonic::Status::internal("bug")) };
+        // Before the fault: an error like any other.
+        recorder.time(Op::Refresh, unavailable()).await;
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        // During it: UNAVAILABLE is expected, anything else is not.
+        recorder.time(Op::Refresh, unavailable()).await;
+        recorder.time(Op::Refresh, internal()).await;
+        tokio::time::sleep(Duration::from_millis(1_000)).await;
+        // After it: an error again.
+        recorder.time(Op::Refresh, unavailable()).await;
+        let tally = &recorder.ops[Op::Refresh.index()];
+        assert_eq!(tally.during_fault, 1);
+        assert_eq!(tally.window.errors.get("UNAVAILABLE"), Some(&2));
+        assert_eq!(tally.window.errors.get("INTERNAL"), Some(&1));
+    }
 
     #[test]
     fn shedding_is_expected_but_throttling_and_other_codes_are_not() {

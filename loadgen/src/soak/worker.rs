@@ -60,6 +60,11 @@ pub struct Worker {
     seeded_posts: Arc<[String]>,
     /// (id, title) of the latest posts this worker created.
     own_posts: VecDeque<(String, String)>,
+    /// Every post this worker created (acknowledged), checked again after the run.
+    created_ids: Vec<String>,
+    /// Every access token a successful Refresh or Logout gave up, checked again after
+    /// the run: none may have come back (a revocation lost in a failover would).
+    given_up: Vec<String>,
     content: Arc<str>,
     pub(super) mix: Arc<Mix>,
     rng: Rng,
@@ -95,6 +100,8 @@ impl Worker {
             session: None,
             seeded_posts: setup.seeded_posts,
             own_posts: VecDeque::with_capacity(OWN_POSTS),
+            created_ids: Vec::new(),
+            given_up: Vec::new(),
             content: setup.content,
             mix: setup.mix,
             rng: Rng::new(setup.seed),
@@ -116,7 +123,75 @@ impl Worker {
             };
             self.step(op, &mut recorder).await;
         }
+        self.verify(&mut recorder).await;
         Ok(recorder)
+    }
+
+    /// After the run: every acknowledged revocation still holds and every acknowledged
+    /// post is still there. A call that fails is tried again (up to 20 times, 250 ms
+    /// apart: a failover may still be settling); one that never answers counts as lost.
+    async fn verify(&mut self, recorder: &mut Recorder) {
+        for token in std::mem::take(&mut self.given_up) {
+            let lost = match self.retried(|me| me.still_revoked(token.clone())).await {
+                Ok(true) => None,
+                Ok(false) => Some((
+                    "REVOCATION_LOST",
+                    "a given-up access token is active again".to_owned(),
+                )),
+                Err(status) => Some(("UNVERIFIED", format!("Introspect after the run: {status}"))),
+            };
+            recorder.verified(lost);
+        }
+        for id in std::mem::take(&mut self.created_ids) {
+            let lost = match self.retried(|me| me.post_exists(id.clone())).await {
+                Ok(true) => None,
+                Ok(false) => Some(("POST_LOST", format!("acknowledged post {id} is gone"))),
+                Err(status) => Some(("UNVERIFIED", format!("GetPost after the run: {status}"))),
+            };
+            recorder.verified(lost);
+        }
+    }
+
+    async fn retried<F, Fut>(&mut self, mut call: F) -> Result<bool, tonic::Status>
+    where
+        F: FnMut(&mut Self) -> Fut,
+        Fut: std::future::Future<Output = Result<bool, tonic::Status>>,
+    {
+        let mut tries = 0;
+        loop {
+            match call(self).await {
+                Err(_) if tries < 20 => {
+                    tries += 1;
+                    tokio::time::sleep(Duration::from_millis(250)).await;
+                }
+                answer => return answer,
+            }
+        }
+    }
+
+    fn still_revoked(
+        &mut self,
+        token: String,
+    ) -> impl std::future::Future<Output = Result<bool, tonic::Status>> + use<> {
+        let mut client = self.introspection.clone();
+        async move {
+            let answer = client.introspect(IntrospectRequest { token }).await?;
+            Ok(!answer.into_inner().active)
+        }
+    }
+
+    fn post_exists(
+        &mut self,
+        id: String,
+    ) -> impl std::future::Future<Output = Result<bool, tonic::Status>> + use<> {
+        let mut client = self.blog.clone();
+        async move {
+            match client.get_post(GetPostRequest { id }).await {
+                Ok(_) => Ok(true),
+                Err(status) if status.code() == tonic::Code::NotFound => Ok(false),
+                Err(status) => Err(status),
+            }
+        }
     }
 
     async fn step(&mut self, op: Op, recorder: &mut Recorder) {
@@ -146,6 +221,7 @@ impl Worker {
                 let outcome = recorder.time(op, self.refresh()).await;
                 if matches!(outcome, Outcome::Ok) {
                     if let Some(old) = old_access {
+                        self.given_up.push(old.clone());
                         recorder
                             .time(Op::IntrospectRevoked, self.introspect_revoked(old, op))
                             .await;
@@ -161,6 +237,7 @@ impl Worker {
                 // Logged out either way: a failed Logout leaves the session unknown.
                 self.session = None;
                 if let (Outcome::Ok, Some(old)) = (outcome, old_access) {
+                    self.given_up.push(old.clone());
                     recorder
                         .time(Op::IntrospectRevoked, self.introspect_revoked(old, op))
                         .await;
@@ -386,6 +463,7 @@ impl Worker {
         if self.own_posts.len() == OWN_POSTS {
             self.own_posts.pop_front();
         }
+        self.created_ids.push(post.id.clone());
         self.own_posts.push_back((post.id, title));
         Outcome::Ok
     }
