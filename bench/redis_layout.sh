@@ -7,17 +7,19 @@
 #   bash bench/redis_layout.sh PORT [SESSIONS (100000)] [DB (9)]
 #
 # Layouts (docs: BENCHMARKS.md, "How cost grows with state"):
-#   today     auth:refresh:{uid}:<rjti> hash sid ajti aexp ctime rexp ua name (UUIDs as
-#             36-char text) + auth:sessions:{uid} hash sid -> rjti + a member
-#             `uid:sid` of the sorted set auth:metrics:sessions; TTL on the keys
-#   no-zset   today without the sorted set (the lead's Redis Cluster rewrite drops it)
+#   today     the first layout: auth:refresh:{uid}:<rjti> hash sid ajti aexp ctime rexp
+#             ua name (UUIDs as 36-char text) + auth:sessions:{uid} hash sid -> rjti + a
+#             member `uid:sid` of the sorted set auth:metrics:sessions; TTL on the keys
+#   no-zset   today without the sorted set (the store's layout until issue 20)
 #   compact   no-zset, and the UUIDs inside values and index fields as 16 raw bytes, the
 #             refresh key named by a 22-char base64url id, no `rexp` (it is the key's TTL)
-#   per-user  one hash per user: field = session id (16 bytes), value = refresh id,
-#             access id (16 bytes each), access expiry, creation, refresh expiry (4 bytes
-#             each) and the user agent; the name once per user; the key's TTL is the
-#             longest session's, so an expired session is dropped by the next write or
-#             read of its user (Redis 7.4's HEXPIRE would give each field its TTL)
+#   per-user  one hash per user, the store's layout since issue 20 (its exact bytes:
+#             auth-service/src/store/redis/record.rs): field = session id (16 bytes),
+#             value = refresh id, access id (16 bytes each), access expiry, refresh
+#             expiry, creation (4 bytes each) and the user agent; the name once per user;
+#             the key's TTL is the longest session's, and an expired session is dropped
+#             by the user's later logins (Redis 7.4's HEXPIRE would give each field its
+#             TTL). bench/scale.sh's `memory` part measures the store itself.
 set -euo pipefail
 PORT="${1:?usage: bench/redis_layout.sh PORT [SESSIONS] [DB]}"
 N="${2:-100000}"

@@ -10,8 +10,9 @@
 # $PGHOST:$PGPORT, dropped at exit. Nothing is written to the shared Redis.
 #
 # Parts (PARTS, default all, in this order):
-#   memory         Redis bytes per live session (1, 10 and 500 sessions per user) and per
-#                  blocked access token; the same for proposed key layouts
+#   memory         Redis bytes per live session (1, 10 and 500 sessions per user, and 500
+#                  sessions of one user) and per blocked access token; the same for key
+#                  layouts written by Lua
 #                  (bench/redis_layout.sh); PostgreSQL and SQLite bytes per user and per post
 #   sessions       Introspect over SESSION_SIZES live sessions, uniform and hot draws
 #   user-sessions  Login/Refresh/Logout/ListSessions of a user holding LEVELS sessions,
@@ -121,6 +122,11 @@ memory)
       --sessions "$MEMORY_SESSIONS" --sessions-per-user "$per_user" --blocked $((MEMORY_SESSIONS / BLOCKED_SHARE)) \
       --backend redis --json "$RESULTS/scale-memory-per-user-$per_user.json"
   done
+  # The issue's own measure: 500 logins of one user (scripts already loaded, so
+  # used_memory counts the sessions only).
+  "$BIN/scale" sessions --auth-url "http://127.0.0.1:$AUTH_PORT" "${STORE[@]}" --memory-only \
+    --sessions 500 --sessions-per-user 500 --blocked 50 \
+    --backend redis --json "$RESULTS/scale-memory-one-user-500.json"
   stop "$AUTH_PID"
   # Today's key layout next to proposed ones, written by Lua into database 9.
   bash "$ROOT/bench/redis_layout.sh" "$REDIS_PORT" "$MEMORY_SESSIONS" 9 | tee "$RESULTS/scale-redis-layouts.txt"

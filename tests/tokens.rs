@@ -619,42 +619,72 @@ async fn tokens_live_in_two_redis_databases_with_bounded_ttls() {
         .await
         .expect("select 2");
 
+    // One hash per user: a field per session (its id, 16 bytes), its value starting
+    // with the current refresh token's id and its access twin's (16 bytes each), and
+    // the field `name`.
     let old_claims = claims_of(&old.refresh_token);
-    let refresh_jti = old_claims["jti"].as_str().expect("jti").to_owned();
-    let refresh_key = format!("auth:refresh:{{{}}}:{refresh_jti}", user.id);
-    let index_key = format!("auth:sessions:{{{}}}", user.id);
+    let jti_bytes = |claims: &serde_json::Value| {
+        claims["jti"]
+            .as_str()
+            .and_then(|jti| jti.parse::<uuid::Uuid>().ok())
+            .expect("jti")
+            .as_bytes()
+            .to_vec()
+    };
+    let sid = old_claims["sid"]
+        .as_str()
+        .and_then(|sid| sid.parse::<uuid::Uuid>().ok())
+        .expect("sid");
+    let sessions_key = format!("auth:sessions:{{{}}}", user.id);
     let month_ms = 30 * 86_400 * 1000;
-    for key in [&refresh_key, &index_key] {
-        let ttl: i64 = refresh_db.pttl(key).await.expect("pttl");
-        assert!(ttl > 0 && ttl <= month_ms, "{key}: {ttl}");
-    }
-    let stored_name: String = refresh_db.hget(&refresh_key, "name").await.expect("name");
+    let ttl: i64 = refresh_db.pttl(&sessions_key).await.expect("pttl");
+    assert!(ttl > 0 && ttl <= month_ms, "{sessions_key}: {ttl}");
+    let stored_name: String = refresh_db.hget(&sessions_key, "name").await.expect("name");
     assert_eq!(
         stored_name, user.username,
         "Introspect reads the name with the session"
     );
-    let stored_access: String = refresh_db.hget(&refresh_key, "ajti").await.expect("ajti");
+    let session: Vec<u8> = refresh_db
+        .hget(&sessions_key, sid.as_bytes().as_slice())
+        .await
+        .expect("session");
     assert_eq!(
-        stored_access,
-        claims_of(&old.access_token)["jti"].as_str().expect("jti")
+        session[..16],
+        jti_bytes(&old_claims)[..],
+        "the refresh token"
     );
-    let refresh_keys_in_blocklist: Vec<String> = blocklist_db
-        .keys(format!("auth:refresh:{{{}}}:*", user.id))
+    assert_eq!(
+        session[16..32],
+        jti_bytes(&claims_of(&old.access_token))[..],
+        "its access twin"
+    );
+    let sessions_in_blocklist: Vec<String> = blocklist_db
+        .keys(format!("auth:sessions:{{{}}}*", user.id))
         .await
         .expect("keys");
     assert!(
-        refresh_keys_in_blocklist.is_empty(),
+        sessions_in_blocklist.is_empty(),
         "the two stores stay apart"
     );
 
-    client
+    let next = client
         .refresh(pb::RefreshRequest {
             refresh_token: old.refresh_token.clone(),
         })
         .await
-        .expect("refresh");
-    let exists: bool = refresh_db.exists(&refresh_key).await.expect("exists");
-    assert!(!exists, "the used refresh token is deleted");
+        .expect("refresh")
+        .into_inner()
+        .tokens
+        .expect("tokens");
+    let session: Vec<u8> = refresh_db
+        .hget(&sessions_key, sid.as_bytes().as_slice())
+        .await
+        .expect("session");
+    assert_eq!(
+        session[..16],
+        jti_bytes(&claims_of(&next.refresh_token))[..],
+        "the used refresh token is replaced by the new one"
+    );
     let old_access_jti = claims_of(&old.access_token)["jti"]
         .as_str()
         .expect("jti")
@@ -662,8 +692,8 @@ async fn tokens_live_in_two_redis_databases_with_bounded_ttls() {
     let blocked_key = format!("auth:blocked:{{{}}}:{old_access_jti}", user.id);
     let ttl: i64 = blocklist_db.pttl(&blocked_key).await.expect("pttl");
     assert!(ttl > 0 && ttl <= 900_000, "blocked access key TTL {ttl}");
-    let sessions: Vec<(String, String)> = refresh_db.hgetall(&index_key).await.expect("index");
-    assert_eq!(sessions.len(), 1);
+    let fields: Vec<Vec<u8>> = refresh_db.hkeys(&sessions_key).await.expect("fields");
+    assert_eq!(fields.len(), 2, "one session and the name");
 }
 
 /// Every key a request writes, on a Redis of our own after every kind of request:
@@ -752,5 +782,65 @@ async fn no_request_writes_a_key_shared_by_every_user_or_a_key_without_a_ttl() {
             "{name} belongs to no one"
         );
     }
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_expired_session_leaves_its_users_hash_once_logins_have_grown_it() {
+    let mut config = auth_config_on(Backend::PostgresRedis).await;
+    config.access_token_ttl = Duration::from_secs(1);
+    config.refresh_token_ttl = Duration::from_secs(2);
+    config.refresh_retry_window = Duration::from_millis(500);
+    let server = start_auth(config).await;
+    let mut client = auth_client(&server).await;
+    let (user, first) = register_and_login(&mut client, "sweep").await;
+    let sid = claims_of(&first.refresh_token)["sid"]
+        .as_str()
+        .and_then(|sid| sid.parse::<uuid::Uuid>().ok())
+        .expect("sid");
+    let mut refresh_db = redis::Client::open(redis_url())
+        .expect("redis url")
+        .get_multiplexed_async_connection()
+        .await
+        .expect("redis");
+    redis::cmd("SELECT")
+        .arg(1)
+        .query_async::<()>(&mut refresh_db)
+        .await
+        .expect("select 1");
+    let sessions_key = format!("auth:sessions:{{{}}}", user.id);
+    let held = |fields: &[Vec<u8>]| fields.iter().any(|field| field == sid.as_bytes());
+    // A second session keeps the key alive past the first one's refresh expiry (at most
+    // 2 s after the first login), while logins go on.
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    login(&mut client, &user.username, PASSWORD)
+        .await
+        .expect("login");
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    for _ in 0..5 {
+        login(&mut client, &user.username, PASSWORD)
+            .await
+            .expect("login");
+    }
+    let fields: Vec<Vec<u8>> = refresh_db.hkeys(&sessions_key).await.expect("fields");
+    assert!(
+        held(&fields),
+        "below 8 fields no login reads the whole hash: {} fields",
+        fields.len()
+    );
+    assert_eq!(fields.len(), 8, "7 sessions and the name");
+    login(&mut client, &user.username, PASSWORD)
+        .await
+        .expect("login");
+    let fields: Vec<Vec<u8>> = refresh_db.hkeys(&sessions_key).await.expect("fields");
+    assert!(
+        !held(&fields),
+        "the login that found 8 fields dropped the expired session"
+    );
+    assert!(
+        fields.iter().filter(|field| field.len() == 16).count() <= 7,
+        "{} fields",
+        fields.len()
+    );
     server.stop().await;
 }

@@ -22,7 +22,8 @@ use crate::{
 
 const SWEEP_INTERVAL: Duration = Duration::from_secs(5);
 
-/// The current refresh token of a session: `auth:refresh:{uid}:<jti>` of the Redis model.
+/// The current refresh token of a session: a field of `auth:sessions:{uid}` in the Redis
+/// model.
 #[derive(Debug, Clone)]
 struct RefreshEntry {
     session_id: Uuid,
@@ -34,7 +35,8 @@ struct RefreshEntry {
     expires: Instant,
 }
 
-/// Per-user index (`auth:sessions:{uid}`) and current username (`auth:username:{uid}`).
+/// Per-user index and current username (the fields of `auth:sessions:{uid}` in the Redis
+/// model).
 #[derive(Debug, Default)]
 struct UserEntry {
     sessions: HashMap<Uuid, Uuid>,

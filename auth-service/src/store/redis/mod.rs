@@ -1,13 +1,19 @@
 //! `TokenStore` on Redis: one node (two logical databases), or a Redis Cluster (one
 //! keyspace, the same keys). docs/ARCHITECTURE.md, "Tokens and sessions", has the model.
 //!
-//! Refresh keys (on one node, database AUTH_REDIS_REFRESH_DB, default 1), all under the
+//! Session keys (on one node, database AUTH_REDIS_REFRESH_DB, default 1), all under the
 //! user's hash tag `{<user_id>}`, so one user's keys share one Redis Cluster slot:
-//! - `auth:refresh:{uid}:<refresh_jti>`: hash `sid ajti aexp ctime rexp ua name`, the
-//!   current refresh token of a session, its access twin, and the user's current name
-//!   (for Introspect, so it needs one command); TTL = the refresh token's life.
-//! - `auth:sessions:{uid}`: hash `<sid> -> <refresh_jti>`, the per-user index; TTL = the
-//!   life of the user's newest refresh token (the longest).
+//! - `auth:sessions:{uid}`: hash, one field per session: session id (16 bytes) -> its
+//!   current refresh token id, access twin id and expiries, creation time and user agent,
+//!   packed (`record`); and the field `name`, the user's current name (for Introspect, so
+//!   it needs one command). It is the per-user index of the sessions and holds their
+//!   refresh tokens: one key per user, small enough for Redis's flat listpack encoding
+//!   (BENCHMARKS.md, "Redis memory per unit of state"). A session lives until its
+//!   refresh token's `exp`; the key's TTL is its newest session's life; a session that
+//!   expired is never answered as live, and is dropped by the revocation or rotation
+//!   that meets it, or by a login once the user's logins have grown the hash (at most
+//!   twice its live sessions, or 8 fields: `scripts::OPEN`). The field `sweep` holds
+//!   that threshold when it is above 8.
 //! - `auth:retry:{uid}:<old_refresh_jti>`: hash `sid next access refresh`, the pair a
 //!   rotation issued in place of that refresh token, answered again if it is presented
 //!   within AUTH_REFRESH_RETRY_WINDOW; TTL = the window.
@@ -20,12 +26,14 @@
 //!   spent of its budgets in front of password hashing (`admission`); TTL = the window.
 //!
 //! Every key has a TTL and names its owner in its hash tag; no request writes a key
-//! shared by every user. Every multi-key change of a user's sessions is one Lua script
-//! (atomic) that declares every key it touches; a script that depends on the user's
-//! index as read before it checks that the index did not change meanwhile, and the
-//! caller reads again and retries if it did. The refresh keys are the authority: an
-//! access token is active only if it is the twin named by a live refresh key, so a lost
-//! blocklist write cannot revive a token.
+//! shared by every user. Every change of a user's sessions is one Lua script (atomic)
+//! that declares every key it touches. The session key is the authority: an access
+//! token is active only if it is the twin named by a live session, so a lost blocklist
+//! write cannot revive a token.
+//!
+//! This layout replaced (late November 2026) one key per refresh token plus a per-user
+//! index; sessions stored in that layout are not read: after the upgrade, users sign in
+//! again.
 //!
 //! Durability (AUTH_REDIS_MIN_REPLICAS): a revocation or rotation is sent on a
 //! connection of its own, followed by `WAIT` in the same pipeline, and is acknowledged
@@ -51,11 +59,11 @@ use redis::{
 };
 use uuid::Uuid;
 
+mod record;
 mod scripts;
 
-use scripts::{
-    INDEX_UNCHANGED, OPEN, RENAME, REVOKE, REVOKE_ALL, ROTATE, ROTATE_ATTEMPTS, ScriptCall, changed,
-};
+use record::{NAME_FIELD, Record};
+use scripts::{COMMON, OPEN, RENAME, REVOKE, REVOKE_ALL, ROTATE, ScriptCall, changed};
 
 use super::{
     sessions::{NewSession, PairRotation, Rotation, SessionInfo, TokenStore, login_delay},
@@ -166,12 +174,9 @@ pub struct RedisTokenStore {
 }
 
 /// The prefixes of every key an Introspect answer depends on.
-const TRACKED_PREFIXES: &[&str] = &["auth:refresh:", "auth:blocked:"];
+const TRACKED_PREFIXES: &[&str] = &["auth:sessions:", "auth:blocked:"];
 
-fn refresh_key(user: Uuid, refresh_jti: impl std::fmt::Display) -> String {
-    format!("auth:refresh:{{{user}}}:{refresh_jti}")
-}
-fn index_key(user: Uuid) -> String {
+fn sessions_key(user: Uuid) -> String {
     format!("auth:sessions:{{{user}}}")
 }
 fn retry_key(user: Uuid, old_refresh_jti: Uuid) -> String {
@@ -354,11 +359,11 @@ impl RedisTokenStore {
             blocklist,
             durable,
             refresh_ttl: options.refresh_ttl,
-            open: Script::new(OPEN),
-            rotate: Script::new(ROTATE),
-            revoke: Script::new(REVOKE),
-            revoke_all: Script::new(&format!("{INDEX_UNCHANGED}{REVOKE_ALL}")),
-            rename: Script::new(&format!("{INDEX_UNCHANGED}{RENAME}")),
+            open: Script::new(&format!("{COMMON}{OPEN}")),
+            rotate: Script::new(&format!("{COMMON}{ROTATE}")),
+            revoke: Script::new(&format!("{COMMON}{REVOKE}")),
+            revoke_all: Script::new(&format!("{COMMON}{REVOKE_ALL}")),
+            rename: Script::new(RENAME),
             cache,
         })
     }
@@ -461,43 +466,6 @@ impl RedisTokenStore {
         }
     }
 
-    /// The user's index as `(sid, refresh jti)` pairs.
-    async fn index(&self, user: Uuid) -> Result<Vec<(String, String)>, StoreError> {
-        self.refresh
-            .clone()
-            .hgetall(index_key(user))
-            .await
-            .map_err(classify)
-    }
-
-    /// Runs `script`, one of `INDEX_UNCHANGED`, over the user's index as read: KEYS are
-    /// the index and the refresh key of each entry, ARGV `first` and each entry's `sid,
-    /// jti`. Reads the index again while it changes between the read and the script.
-    async fn run_on_index(
-        &self,
-        user: Uuid,
-        script: &Script,
-        first: &str,
-        durable: bool,
-    ) -> Result<Vec<String>, StoreError> {
-        for _ in 0..ROTATE_ATTEMPTS {
-            let index = self.index(user).await?;
-            let mut call = ScriptCall::new(script).key(index_key(user)).arg(first);
-            for (sid, jti) in &index {
-                call = call.key(refresh_key(user, jti)).arg(sid).arg(jti);
-            }
-            let reply = self.run(&call, durable).await;
-            self.forget(user);
-            let reply = reply?;
-            if reply.first().map(String::as_str) != Some("retry") {
-                return Ok(reply);
-            }
-        }
-        Err(StoreError::Unavailable(anyhow::anyhow!(
-            "the sessions of user {user} changed {ROTATE_ATTEMPTS} times during one change"
-        )))
-    }
-
     /// Blocks access tokens `(jti, exp)` until they expire.
     async fn block(&self, user: Uuid, tokens: &[(String, String)]) -> Result<(), StoreError> {
         let mut pipe = redis::pipe();
@@ -532,18 +500,21 @@ impl TokenStore for RedisTokenStore {
     async fn open_session(&self, session: NewSession<'_>) -> Result<(), StoreError> {
         let (access, refresh) = (session.access, session.refresh);
         let user = refresh.sub;
+        let record = Record {
+            refresh_jti: refresh.jti,
+            access_jti: access.jti,
+            access_exp: access.exp,
+            refresh_exp: refresh.exp,
+            create_time: refresh.iat,
+            user_agent: session.user_agent.to_owned(),
+        };
         let call = ScriptCall::new(&self.open)
-            .key(refresh_key(user, refresh.jti))
-            .key(index_key(user))
-            .arg(refresh.sid)
-            .arg(access.jti)
-            .arg(access.exp)
-            .arg(refresh.iat)
-            .arg(refresh.exp)
-            .arg(session.user_agent)
+            .key(sessions_key(user))
+            .bytes(refresh.sid.as_bytes().as_slice())
+            .bytes(record.encode())
             .arg(session.username)
-            .arg(refresh.jti)
-            .arg(ms(self.refresh_ttl));
+            .arg(ms(self.refresh_ttl))
+            .arg(crate::tokens::now().0);
         self.run(&call, false).await.map(drop)
     }
 
@@ -558,12 +529,10 @@ impl TokenStore for RedisTokenStore {
         let mut blocklist = self.blocklist.clone();
         let mut hmget = redis::cmd("HMGET");
         hmget
-            .arg(refresh_key(user, access.twin))
-            .arg("sid")
-            .arg("ajti")
-            .arg("name");
-        let session =
-            hmget.query_async::<(Option<String>, Option<String>, Option<String>)>(&mut refresh);
+            .arg(sessions_key(user))
+            .arg(access.sid.as_bytes().as_slice())
+            .arg(NAME_FIELD);
+        let session = hmget.query_async::<(Option<Vec<u8>>, Option<String>)>(&mut refresh);
         let blocked = blocklist.exists::<_, bool>(blocked_key(user, access.jti));
         let (session, blocked) = tokio::join!(session, blocked);
         let (session, blocked) = match (session, blocked) {
@@ -576,10 +545,12 @@ impl TokenStore for RedisTokenStore {
                 return Err(classify(error));
             }
         };
-        let (sid, ajti, username) = session;
-        let sid_matches = sid.and_then(|s| s.parse::<Uuid>().ok()) == Some(access.sid);
-        let jti_matches = ajti.and_then(|j| j.parse::<Uuid>().ok()) == Some(access.jti);
-        let active = sid_matches && jti_matches && !blocked;
+        let (record, username) = session;
+        let (now, _) = crate::tokens::now();
+        let current = record.as_deref().and_then(Record::decode).is_some_and(|r| {
+            r.live_at(now) && r.refresh_jti == access.twin && r.access_jti == access.jti
+        });
+        let active = current && !blocked;
         if let (true, Some(username), Some(cache), Some(ticket)) =
             (active, &username, &self.cache, ticket)
         {
@@ -596,47 +567,26 @@ impl TokenStore for RedisTokenStore {
             retry_window,
         } = rotation;
         let (user_id, session_id) = (next.refresh.sub, next.refresh.sid);
-        // Most rotations present the current token: try that first, and read the index
-        // only if another rotation got there before.
-        let mut current = Some(expected_refresh.to_string());
-        let mut reply = Vec::new();
-        for _ in 0..ROTATE_ATTEMPTS {
-            let current_key = match &current {
-                Some(jti) => refresh_key(user_id, jti),
-                None => refresh_key(user_id, expected_refresh),
-            };
-            let call = ScriptCall::new(&self.rotate)
-                .key(index_key(user_id))
-                .key(refresh_key(user_id, expected_refresh))
-                .key(refresh_key(user_id, next.refresh.jti))
-                .key(retry_key(user_id, expected_refresh))
-                .key(current_key)
-                .arg(session_id)
-                .arg(expected_refresh)
-                .arg(next.refresh.jti)
-                .arg(next.access.jti)
-                .arg(next.access.exp)
-                .arg(next.refresh.exp)
-                .arg(ms(self.refresh_ttl))
-                .arg(current.as_deref().unwrap_or_default())
-                .arg(if reuse_is_theft { "1" } else { "0" })
-                .arg(ms(retry_window))
-                .arg(&next.access_token)
-                .arg(&next.refresh_token);
-            let attempt = self.run(&call, true).await;
-            self.forget(user_id);
-            reply = attempt?;
-            if reply.first().map(String::as_str) != Some("retry") {
-                break;
-            }
-            current = self
-                .refresh
-                .clone()
-                .hget(index_key(user_id), session_id.to_string())
-                .await
-                .map_err(classify)?;
-        }
-        let mut reply = reply.into_iter();
+        let call = ScriptCall::new(&self.rotate)
+            .key(sessions_key(user_id))
+            .key(retry_key(user_id, expected_refresh))
+            .bytes(session_id.as_bytes().as_slice())
+            .bytes(expected_refresh.as_bytes().as_slice())
+            .bytes(record::pair(
+                next.refresh.jti,
+                next.access.jti,
+                next.access.exp,
+                next.refresh.exp,
+            ))
+            .arg(ms(self.refresh_ttl))
+            .arg(if reuse_is_theft { "1" } else { "0" })
+            .arg(ms(retry_window))
+            .arg(&next.access_token)
+            .arg(&next.refresh_token)
+            .arg(crate::tokens::now().0);
+        let reply = self.run(&call, true).await;
+        self.forget(user_id);
+        let mut reply = reply?.into_iter();
         let outcome = match reply.next().as_deref() {
             Some("rotated") => Rotation::Rotated,
             Some("reused") => Rotation::Reused,
@@ -649,11 +599,6 @@ impl TokenStore for RedisTokenStore {
                     refresh_token,
                 });
             }
-            Some("retry") => {
-                return Err(StoreError::Unavailable(anyhow::anyhow!(
-                    "session {session_id} changed {ROTATE_ATTEMPTS} times during one rotation"
-                )));
-            }
             _ => return Ok(Rotation::Gone),
         };
         self.block(user_id, &pairs(reply.collect())).await?;
@@ -661,47 +606,31 @@ impl TokenStore for RedisTokenStore {
     }
 
     async fn revoke_session(&self, user_id: Uuid, session_id: Uuid) -> Result<bool, StoreError> {
-        let mut reply = Vec::new();
-        for _ in 0..ROTATE_ATTEMPTS {
-            let current: Option<String> = self
-                .refresh
-                .clone()
-                .hget(index_key(user_id), session_id.to_string())
-                .await
-                .map_err(classify)?;
-            let Some(current) = current else {
-                return Ok(false);
-            };
-            let call = ScriptCall::new(&self.revoke)
-                .key(index_key(user_id))
-                .key(refresh_key(user_id, &current))
-                .arg(session_id)
-                .arg(&current);
-            let attempt = self.run(&call, true).await;
-            self.forget(user_id);
-            reply = attempt?;
-            if reply.first().map(String::as_str) != Some("retry") {
-                break;
-            }
-        }
-        let mut reply = reply.into_iter();
+        let call = ScriptCall::new(&self.revoke)
+            .key(sessions_key(user_id))
+            .bytes(session_id.as_bytes().as_slice())
+            .arg(crate::tokens::now().0);
+        let reply = self.run(&call, true).await;
+        self.forget(user_id);
+        let mut reply = reply?.into_iter();
         match reply.next().as_deref() {
             Some("revoked") => {
                 self.block(user_id, &pairs(reply.collect())).await?;
                 Ok(true)
             }
-            Some("retry") => Err(StoreError::Unavailable(anyhow::anyhow!(
-                "session {session_id} changed {ROTATE_ATTEMPTS} times during one revocation"
-            ))),
             _ => Ok(false),
         }
     }
 
     async fn revoke_all(&self, user_id: Uuid, except: Option<Uuid>) -> Result<u32, StoreError> {
-        let except = except.map(|sid| sid.to_string()).unwrap_or_default();
-        let reply = self
-            .run_on_index(user_id, &self.revoke_all, &except, true)
-            .await?;
+        let except = except.map_or_else(Vec::new, |sid| sid.as_bytes().to_vec());
+        let call = ScriptCall::new(&self.revoke_all)
+            .key(sessions_key(user_id))
+            .bytes(except)
+            .arg(crate::tokens::now().0);
+        let reply = self.run(&call, true).await;
+        self.forget(user_id);
+        let reply = reply?;
         let tokens: Vec<(String, String)> = reply
             .get(1..)
             .unwrap_or_default()
@@ -713,35 +642,25 @@ impl TokenStore for RedisTokenStore {
     }
 
     async fn list_sessions(&self, user_id: Uuid) -> Result<Vec<SessionInfo>, StoreError> {
-        let mut conn = self.refresh.clone();
-        let index: Vec<(String, String)> =
-            conn.hgetall(index_key(user_id)).await.map_err(classify)?;
-        let mut pipe = redis::pipe();
-        for (_, refresh_jti) in &index {
-            pipe.cmd("HMGET")
-                .arg(refresh_key(user_id, refresh_jti))
-                .arg("ctime")
-                .arg("rexp")
-                .arg("ua");
-        }
-        let rows: Vec<(Option<u64>, Option<u64>, Option<String>)> =
-            pipe.query_async(&mut conn).await.map_err(classify)?;
-        // A refresh key lives its TTL from the write, up to a second past its token's
-        // `exp` (whole seconds): a session whose token has expired is not listed.
+        let fields: Vec<(Vec<u8>, Vec<u8>)> = self
+            .refresh
+            .clone()
+            .hgetall(sessions_key(user_id))
+            .await
+            .map_err(classify)?;
+        // A session whose refresh token has expired waits in the hash for the user's
+        // next login: it is not listed.
         let (now, _) = crate::tokens::now();
-        let mut sessions: Vec<SessionInfo> = index
+        let mut sessions: Vec<SessionInfo> = fields
             .iter()
-            .zip(rows)
-            .filter_map(|((sid, _), row)| match row {
-                (Some(create_time), Some(expire_time), user_agent) if expire_time > now => {
-                    Some(SessionInfo {
-                        id: sid.parse().ok()?,
-                        create_time,
-                        expire_time,
-                        user_agent: user_agent.unwrap_or_default(),
-                    })
-                }
-                _ => None,
+            .filter_map(|(sid, value)| {
+                let record = Record::decode(value).filter(|r| r.live_at(now))?;
+                Some(SessionInfo {
+                    id: Uuid::from_slice(sid).ok()?,
+                    create_time: record.create_time,
+                    expire_time: record.refresh_exp,
+                    user_agent: record.user_agent,
+                })
             })
             .collect();
         sessions.sort_by(|a, b| b.create_time.cmp(&a.create_time).then(b.id.cmp(&a.id)));
@@ -749,9 +668,12 @@ impl TokenStore for RedisTokenStore {
     }
 
     async fn set_username(&self, user_id: Uuid, username: &str) -> Result<(), StoreError> {
-        self.run_on_index(user_id, &self.rename, username, false)
-            .await
-            .map(drop)
+        let call = ScriptCall::new(&self.rename)
+            .key(sessions_key(user_id))
+            .arg(username);
+        let reply = self.run(&call, false).await;
+        self.forget(user_id);
+        reply.map(drop)
     }
 
     async fn login_lock(&self, keys: &[String]) -> Result<Option<Duration>, StoreError> {

@@ -1,5 +1,7 @@
-//! The Lua scripts of the Redis token store, and how one is called. Each declares every
-//! key it touches, all under one user's hash tag (one Redis Cluster slot).
+//! The Lua scripts of the Redis token store, and how one is called. A user's sessions
+//! are one hash (`auth:sessions:{<user id>}`, see `record`), so every script changes
+//! one key of one user, plus (a rotation) that user's retry key: both declared, both
+//! under the user's hash tag (one Redis Cluster slot).
 
 use redis::{Cmd, Script};
 
@@ -7,7 +9,7 @@ use redis::{Cmd, Script};
 pub(super) struct ScriptCall<'a> {
     pub(super) script: &'a Script,
     pub(super) keys: Vec<String>,
-    args: Vec<String>,
+    args: Vec<Vec<u8>>,
 }
 
 impl<'a> ScriptCall<'a> {
@@ -24,8 +26,12 @@ impl<'a> ScriptCall<'a> {
         self
     }
 
-    pub(super) fn arg(mut self, arg: impl ToString) -> Self {
-        self.args.push(arg.to_string());
+    pub(super) fn arg(self, arg: impl ToString) -> Self {
+        self.bytes(arg.to_string().into_bytes())
+    }
+
+    pub(super) fn bytes(mut self, arg: impl Into<Vec<u8>>) -> Self {
+        self.args.push(arg.into());
         self
     }
 
@@ -39,136 +45,148 @@ impl<'a> ScriptCall<'a> {
     }
 }
 
-/// How often a rotation re-reads the session's current refresh token when it changed
-/// between the read and the script (each time, another rotation of the session won).
-pub(super) const ROTATE_ATTEMPTS: usize = 5;
-
-/// Every key it touches is in KEYS (one user's hash tag, so one Redis Cluster slot):
-/// index, presented refresh, new refresh, retry pair of the presented refresh, and the
-/// refresh key of the session's current token as the caller last read it (ARGV[8], ''
-/// for none); if that is no longer current the script changes nothing and answers
-/// {'retry'}. ARGV: sid, presented refresh jti, new refresh jti, new access jti, new
-/// access exp, new refresh exp, ttl ms, current refresh jti as read, reuse-is-theft
-/// flag, retry window ms, new access token, new refresh token.
-/// Returns {outcome, old access jti, old access exp} or {'replayed', access, refresh}.
-pub(super) const ROTATE: &str = r"
-local current = redis.call('HGET', KEYS[1], ARGV[1])
-if (current or '') ~= ARGV[8] then return {'retry'} end
-if not current then return {'gone'} end
-if current ~= ARGV[2] then
-  if ARGV[9] ~= '1' then return {'gone'} end
-  local kept = redis.call('HMGET', KEYS[4], 'sid', 'next', 'access', 'refresh')
-  if kept[1] == ARGV[1] and kept[2] == current and redis.call('EXISTS', KEYS[5]) == 1 then
-    return {'replayed', kept[3], kept[4]}
+/// What every script below starts with: how it reads a session's packed value (`record`:
+/// ids at bytes 1–16 and 17–32, access exp at 33, refresh exp at 37, creation time at
+/// 41, big-endian u32), and how it removes one. A field of 16 bytes is a session (its
+/// id); the others (`name`, `sweep`) are the user's. `now` is the caller's Unix second.
+pub(super) const COMMON: &str = r"
+local function live(v, now)
+  return v ~= false and v ~= nil and #v >= 44 and struct.unpack('>I4', v, 37) > now
+end
+local function hex(s)
+  return (s:gsub('.', function(c) return string.format('%02x', c:byte()) end))
+end
+local function access_of(v)
+  return hex(string.sub(v, 17, 32)), tostring(struct.unpack('>I4', v, 33))
+end
+local function drop_if_empty(key)
+  if redis.call('HLEN', key) > 2 then return end
+  for _, field in ipairs(redis.call('HKEYS', key)) do
+    if #field == 16 then return end
   end
-  local old = redis.call('HMGET', KEYS[5], 'ajti', 'aexp')
-  redis.call('DEL', KEYS[5], KEYS[4])
-  redis.call('HDEL', KEYS[1], ARGV[1])
-  return {'reused', old[1] or '', old[2] or ''}
+  redis.call('DEL', key)
 end
-local old = redis.call('HMGET', KEYS[2], 'ajti', 'aexp', 'ctime', 'ua', 'name')
-if not old[1] then
-  redis.call('HDEL', KEYS[1], ARGV[1])
-  return {'gone'}
+local function drop(key, sid)
+  redis.call('HDEL', key, sid)
+  drop_if_empty(key)
 end
-redis.call('DEL', KEYS[2])
-redis.call('HSET', KEYS[3], 'sid', ARGV[1], 'ajti', ARGV[4], 'aexp', ARGV[5],
-  'ctime', old[3], 'rexp', ARGV[6], 'ua', old[4], 'name', old[5])
-redis.call('PEXPIRE', KEYS[3], ARGV[7])
-redis.call('HSET', KEYS[1], ARGV[1], ARGV[3])
-redis.call('PEXPIRE', KEYS[1], ARGV[7])
-if ARGV[10] ~= '0' then
-  redis.call('HSET', KEYS[4], 'sid', ARGV[1], 'next', ARGV[3], 'access', ARGV[11],
-    'refresh', ARGV[12])
-  redis.call('PEXPIRE', KEYS[4], ARGV[10])
+local function extend(key, ttl)
+  if redis.call('PTTL', key) < tonumber(ttl) then redis.call('PEXPIRE', key, ttl) end
 end
-return {'rotated', old[1], old[2]}
 ";
 
-/// KEYS: the new refresh key, the index. ARGV: sid, access jti, access exp, creation
-/// time, refresh exp, user agent, username, refresh jti, ttl ms. The first pair of a new
-/// session. Returns {'opened'}.
+/// KEYS: the user's sessions, the retry key of the presented refresh token. ARGV: sid,
+/// presented refresh jti, the new pair (`record::pair`), ttl ms, reuse-is-theft flag,
+/// retry window ms, new access token, new refresh token, now. Returns {outcome, old
+/// access jti, old access exp} or {'replayed', access, refresh}.
+pub(super) const ROTATE: &str = r"
+local now = tonumber(ARGV[9])
+local v = redis.call('HGET', KEYS[1], ARGV[1])
+if not live(v, now) then
+  if v then drop(KEYS[1], ARGV[1]) end
+  return {'gone'}
+end
+local current = string.sub(v, 1, 16)
+if current ~= ARGV[2] then
+  if ARGV[5] ~= '1' then return {'gone'} end
+  local kept = redis.call('HMGET', KEYS[2], 'sid', 'next', 'access', 'refresh')
+  if kept[1] == ARGV[1] and kept[2] == current then
+    return {'replayed', kept[3], kept[4]}
+  end
+  redis.call('DEL', KEYS[2])
+  drop(KEYS[1], ARGV[1])
+  local jti, exp = access_of(v)
+  return {'reused', jti, exp}
+end
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[3] .. string.sub(v, 41))
+extend(KEYS[1], ARGV[4])
+if ARGV[6] ~= '0' then
+  redis.call('HSET', KEYS[2], 'sid', ARGV[1], 'next', string.sub(ARGV[3], 1, 16),
+    'access', ARGV[7], 'refresh', ARGV[8])
+  redis.call('PEXPIRE', KEYS[2], ARGV[6])
+end
+local jti, exp = access_of(v)
+return {'rotated', jti, exp}
+";
+
+/// KEYS: the user's sessions. ARGV: sid, the packed session (`record`), username, ttl
+/// ms, now. Adds the session and keeps the key alive as long as its newest session.
+/// Returns {'opened'}.
+///
+/// This is the only script that adds a session, so it is the one that drops the user's
+/// expired sessions, and it does so only once the hash has grown to `sweep` fields (8
+/// when absent): a sweep reads every field, so sweeping at every login would cost a
+/// user with n sessions O(n) per login; doubling the threshold after each sweep makes it
+/// O(1) a login on average, and the hash never holds more than twice the fields it had
+/// live at its last sweep (or 8).
 pub(super) const OPEN: &str = r"
-redis.call('HSET', KEYS[1], 'sid', ARGV[1], 'ajti', ARGV[2], 'aexp', ARGV[3],
-  'ctime', ARGV[4], 'rexp', ARGV[5], 'ua', ARGV[6], 'name', ARGV[7])
-redis.call('PEXPIRE', KEYS[1], ARGV[9])
-redis.call('HSET', KEYS[2], ARGV[1], ARGV[8])
-redis.call('PEXPIRE', KEYS[2], ARGV[9])
+local now = tonumber(ARGV[5])
+if redis.call('HLEN', KEYS[1]) >= tonumber(redis.call('HGET', KEYS[1], 'sweep') or '8') then
+  local all = redis.call('HGETALL', KEYS[1])
+  for i = 1, #all, 2 do
+    if #all[i] == 16 and not live(all[i + 1], now) then
+      redis.call('HDEL', KEYS[1], all[i])
+    end
+  end
+  local left = redis.call('HLEN', KEYS[1])
+  if 2 * left > 8 then
+    redis.call('HSET', KEYS[1], 'sweep', 2 * left)
+  else
+    redis.call('HDEL', KEYS[1], 'sweep')
+  end
+end
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[2], 'name', ARGV[3])
+extend(KEYS[1], ARGV[4])
 return {'opened'}
 ";
 
-/// The user's index as the caller read it, checked by REVOKE_ALL and RENAME before they
-/// change anything: ARGV[2..] are `sid, refresh jti` pairs, KEYS[2..] the refresh keys
-/// of those jtis, in the same order. Answers true if the index still holds exactly
-/// those pairs.
-pub(super) const INDEX_UNCHANGED: &str = r"
-local function index_unchanged()
-  local n = (#ARGV - 1) / 2
-  if redis.call('HLEN', KEYS[1]) ~= n then return false end
-  for i = 1, n do
-    if redis.call('HGET', KEYS[1], ARGV[2 * i]) ~= ARGV[2 * i + 1] then return false end
-  end
-  return true
-end
-";
-
-/// KEYS: index, then the refresh key of each session of the index as read. ARGV: new
-/// name, then `sid, refresh jti` pairs as read. Writes the name into every live refresh
-/// token of the user (never creating a key that has expired). Returns {'done'}, or
-/// {'retry'} if the index changed since it was read.
+/// KEYS: the user's sessions. ARGV: new name. Writes the name the user's live sessions
+/// answer Introspect with, never creating a key that has expired. Returns {'done'}.
 pub(super) const RENAME: &str = r"
-if not index_unchanged() then return {'retry'} end
-for i = 2, #KEYS do
-  if redis.call('EXISTS', KEYS[i]) == 1 then
-    redis.call('HSET', KEYS[i], 'name', ARGV[1])
-  end
+if redis.call('EXISTS', KEYS[1]) == 1 then
+  redis.call('HSET', KEYS[1], 'name', ARGV[1])
 end
 return {'done'}
 ";
 
-/// KEYS: index, the refresh key of the session's current token as read. ARGV: sid, that
-/// refresh jti. Returns {'revoked', access jti, access exp}, {'gone'} if the session was
-/// not live, or {'retry'} if its current token changed since it was read.
+/// KEYS: the user's sessions. ARGV: sid, now. Returns {'revoked', access jti, access
+/// exp}, or {'gone'} if the session was not live.
 pub(super) const REVOKE: &str = r"
-local current = redis.call('HGET', KEYS[1], ARGV[1])
-if not current then return {'gone'} end
-if current ~= ARGV[2] then return {'retry'} end
-local old = redis.call('HMGET', KEYS[2], 'ajti', 'aexp')
-redis.call('DEL', KEYS[2])
-redis.call('HDEL', KEYS[1], ARGV[1])
-if not old[1] then return {'gone'} end
-return {'revoked', old[1], old[2]}
+local v = redis.call('HGET', KEYS[1], ARGV[1])
+if not v then return {'gone'} end
+drop(KEYS[1], ARGV[1])
+if not live(v, tonumber(ARGV[2])) then return {'gone'} end
+local jti, exp = access_of(v)
+return {'revoked', jti, exp}
 ";
 
-/// KEYS: index, then the refresh key of each session of the index as read. ARGV: sid
-/// to keep (or ''), then `sid, refresh jti` pairs as read. Returns {'done', then sid,
-/// access jti, access exp of every session it revoked}, or {'retry'} if the index
-/// changed since it was read.
+/// KEYS: the user's sessions. ARGV: sid to keep (or ''), now. Returns {'done', then
+/// sid, access jti, access exp of every live session it revoked}.
 pub(super) const REVOKE_ALL: &str = r"
-if not index_unchanged() then return {'retry'} end
+local now = tonumber(ARGV[2])
+local all = redis.call('HGETALL', KEYS[1])
 local out = {'done'}
-for i = 2, #KEYS do
-  local sid = ARGV[2 * (i - 1)]
-  if sid ~= ARGV[1] then
-    local old = redis.call('HMGET', KEYS[i], 'ajti', 'aexp')
-    redis.call('DEL', KEYS[i])
+for i = 1, #all, 2 do
+  local sid, v = all[i], all[i + 1]
+  if #sid == 16 and sid ~= ARGV[1] then
     redis.call('HDEL', KEYS[1], sid)
-    if old[1] then
-      table.insert(out, sid)
-      table.insert(out, old[1])
-      table.insert(out, old[2])
+    if live(v, now) then
+      local jti, exp = access_of(v)
+      table.insert(out, hex(sid))
+      table.insert(out, jti)
+      table.insert(out, exp)
     end
   end
 end
+drop_if_empty(KEYS[1])
 return out
 ";
 
 /// Whether a script's reply acknowledges a change that must not be lost: not a session
-/// that was already gone, a pair answered again, a refusal to act on a stale read, or a
-/// revocation of nothing.
+/// that was already gone, a pair answered again, or a revocation of nothing.
 pub(super) fn changed(reply: &[String]) -> bool {
     match reply.first().map(String::as_str) {
-        Some("gone" | "replayed" | "retry") => false,
+        Some("gone" | "replayed") => false,
         Some("done") => reply.len() > 1,
         _ => true,
     }
