@@ -63,7 +63,7 @@ mod record;
 mod scripts;
 
 use record::{NAME_FIELD, Record};
-use scripts::{COMMON, OPEN, RENAME, REVOKE, REVOKE_ALL, ROTATE, ScriptCall, changed};
+use scripts::{COMMON, GUARD, OPEN, RENAME, REVOKE, REVOKE_ALL, ROTATE, ScriptCall, changed};
 
 use super::{
     sessions::{NewSession, PairRotation, Rotation, SessionInfo, TokenStore, login_delay},
@@ -164,6 +164,8 @@ pub struct RedisTokenStore {
     blocklist: Conn,
     durable: Option<Arc<Durable>>,
     refresh_ttl: Duration,
+    /// Each command's response timeout: the deadline scripts are given (`GUARD`).
+    timeout: Duration,
     open: Script,
     rotate: Script,
     revoke: Script,
@@ -359,11 +361,12 @@ impl RedisTokenStore {
             blocklist,
             durable,
             refresh_ttl: options.refresh_ttl,
-            open: Script::new(&format!("{COMMON}{OPEN}")),
-            rotate: Script::new(&format!("{COMMON}{ROTATE}")),
-            revoke: Script::new(&format!("{COMMON}{REVOKE}")),
-            revoke_all: Script::new(&format!("{COMMON}{REVOKE_ALL}")),
-            rename: Script::new(RENAME),
+            timeout,
+            open: Script::new(&format!("{GUARD}{COMMON}{OPEN}")),
+            rotate: Script::new(&format!("{GUARD}{COMMON}{ROTATE}")),
+            revoke: Script::new(&format!("{GUARD}{COMMON}{REVOKE}")),
+            revoke_all: Script::new(&format!("{GUARD}{COMMON}{REVOKE_ALL}")),
+            rename: Script::new(&format!("{GUARD}{RENAME}")),
             cache,
         })
     }
@@ -391,16 +394,21 @@ impl RedisTokenStore {
         };
         let (mut loaded, mut redirected) = (false, 0);
         loop {
+            // When this attempt stops waiting for the script (the command's response
+            // timeout); the script does nothing if it runs later (`GUARD`). An attempt
+            // that is tried again failed without running (NOSCRIPT, MOVED), so each has
+            // a deadline of its own.
+            let deadline = crate::tokens::now().1 + self.timeout.as_millis();
             let attempt = match durable {
                 // One command: the cluster client follows MOVED and ASK by itself.
                 None => call
-                    .evalsha()
+                    .evalsha(deadline)
                     .query_async::<Vec<String>>(&mut conn)
                     .await
                     .map(|reply| (reply, 0)),
                 Some(durable) => {
                     let mut pipe = redis::pipe();
-                    pipe.add_command(call.evalsha())
+                    pipe.add_command(call.evalsha(deadline))
                         .cmd("WAIT")
                         .arg(durable.replicas)
                         .arg(ms(durable.timeout));
@@ -408,6 +416,12 @@ impl RedisTokenStore {
                 }
             };
             match attempt {
+                Ok((reply, _)) if reply.first().is_some_and(|r| r == "late") => {
+                    return Err(StoreError::Unavailable(anyhow::anyhow!(
+                        "Redis ran a write after its deadline, and refused it: its clock \
+                         is ahead of ours, or the link held the write up"
+                    )));
+                }
                 Ok((reply, confirmed)) => {
                     if let Some(durable) = durable
                         && confirmed < u64::from(durable.replicas)

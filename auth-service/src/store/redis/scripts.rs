@@ -35,15 +35,31 @@ impl<'a> ScriptCall<'a> {
         self
     }
 
-    pub(super) fn evalsha(&self) -> Cmd {
+    /// The call, with `deadline` (Unix milliseconds) as its last argument: `GUARD`.
+    pub(super) fn evalsha(&self, deadline: u128) -> Cmd {
         let mut cmd = redis::cmd("EVALSHA");
         cmd.arg(self.script.get_hash())
             .arg(self.keys.len())
             .arg(&self.keys)
-            .arg(&self.args);
+            .arg(&self.args)
+            .arg(deadline.to_string());
         cmd
     }
 }
+
+/// What every script runs first: nothing, answering {'late'}, once Redis's clock is past
+/// the caller's deadline (the last argument, Unix milliseconds: when the caller stops
+/// waiting). A write whose bytes were held up (a silent or slow link that then heals,
+/// as TCP delivers them) would otherwise be applied after its caller was answered
+/// UNAVAILABLE: a refused logout done anyway, or a refused rotation that spends the
+/// refresh token the client still holds. Exact to the clocks' difference: a Redis
+/// clock behind ours by d lets a write land up to d late.
+pub(super) const GUARD: &str = r"
+local clock = redis.call('TIME')
+if tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000) > tonumber(ARGV[#ARGV]) then
+  return {'late'}
+end
+";
 
 /// What every script below starts with: how it reads a session's packed value (`record`:
 /// ids at bytes 1–16 and 17–32, access exp at 33, refresh exp at 37, creation time at
@@ -186,7 +202,7 @@ return out
 /// that was already gone, a pair answered again, or a revocation of nothing.
 pub(super) fn changed(reply: &[String]) -> bool {
     match reply.first().map(String::as_str) {
-        Some("gone" | "replayed") => false,
+        Some("gone" | "replayed" | "late") => false,
         Some("done") => reply.len() > 1,
         _ => true,
     }
