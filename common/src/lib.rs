@@ -15,9 +15,12 @@
 //! - [`sql`]: the SQL backends (PostgreSQL, SQLite), our pool, `with_pool!`.
 //! - [`service`]: the `main` of a service binary; [`runtime`]: its Tokio runtime;
 //!   [`shutdown`]: the signal that stops it; [`telemetry`]: its logs.
+//! - [`cache`]: the change-driven cache both services keep answers in (live flag,
+//!   generation tickets, keepalive and reconnect, a budget), over a change source each.
 //! - [`duration`]: durations in settings (`2s`, `15m`); [`time`]: times at the
 //!   precision the stores keep.
 
+pub mod cache;
 pub mod duration;
 pub mod health;
 pub mod limits;

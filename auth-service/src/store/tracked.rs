@@ -1,14 +1,14 @@
 //! Introspect answers kept in process, and kept true by Redis (server-assisted
-//! client-side caching, `CLIENT TRACKING … BCAST`).
+//! client-side caching, `CLIENT TRACKING … BCAST`), on the shared change-driven cache
+//! (`pair_common::cache`: live flag, generation tickets, keepalive and reconnect, the
+//! budget). This file holds what is Redis's: the tracking links, and which user each
+//! answer and each pushed key belongs to.
 //!
 //! Introspect of a live token costs two Redis requests; on a busy pair that is most of
 //! its cost, and the same tokens are checked again and again. A dedicated RESP3
 //! connection asks Redis to push the name of every key under the refresh and blocklist
 //! prefixes that changes (written, deleted, expired or evicted), and each pushed name
-//! drops what is remembered of that key's user. An answer is remembered only while that
-//! connection is confirmed, and only if nothing was dropped between the moment its Redis
-//! reads were sent and the moment it is stored, so an answer read before a change can
-//! never outlive the change's push.
+//! drops what is remembered of that key's user.
 //!
 //! What a caller sees:
 //! - On the instance that made a change (Logout, Refresh, LogoutAll, UpdateProfile…)
@@ -18,8 +18,8 @@
 //!   well under a millisecond.
 //! - If the tracking connection drops, or any Redis read fails, everything remembered is
 //!   dropped and nothing is remembered until the connection is back. A frozen Redis
-//!   (connection open, nothing answered) is found by a PING every 250 ms with a 500 ms
-//!   deadline.
+//!   (connection open, nothing answered) is found by a PING after 250 ms of silence
+//!   with a 500 ms deadline.
 //! - On a Redis Cluster there is one tracking connection per master (each master pushes
 //!   the changes of its own keys). Answers are kept only while every one is confirmed;
 //!   every 250 ms each is asked `CLUSTER SLOTS` (500 ms deadline), and when the masters
@@ -28,11 +28,12 @@
 //! - Only active answers are remembered; every inactive one asks Redis.
 
 use std::{
-    collections::{BTreeSet, HashMap},
-    sync::{Arc, Mutex, MutexGuard, PoisonError, Weak},
+    collections::BTreeSet,
+    sync::{Arc, Weak},
     time::Duration,
 };
 
+use pair_common::cache::{Change, ChangeCache, ChangeSource, Failure, Policy, Rhythm, Ticket};
 use redis::{
     AsyncConnectionConfig, Client, IntoConnectionInfo as _, ProtocolVersion, PushInfo, PushKind,
     Value, aio::MultiplexedConnection,
@@ -41,180 +42,106 @@ use uuid::Uuid;
 
 use crate::tokens::Claims;
 
-/// At most this many answers are kept (≈ 100 bytes each); past it the expired ones go,
-/// then half of the rest.
+/// At most this many answers are kept (≈ 100 bytes each).
 const CAPACITY: usize = 65_536;
-/// How often the tracking connection is checked, and how long a check may take.
-const KEEPALIVE: Duration = Duration::from_millis(250);
-const KEEPALIVE_DEADLINE: Duration = Duration::from_millis(500);
-/// Reconnect backoff: doubles from the first to the last.
-const BACKOFF: (Duration, Duration) = (Duration::from_millis(50), Duration::from_secs(1));
 /// The tracking connection's name in `CLIENT LIST`.
 pub const CONNECTION_NAME: &str = "auth-introspect-tracking";
 
-/// One remembered active answer, under its access token's id.
-struct Entry {
+/// Introspect answers: an access token found active, and its user's current name.
+pub struct Introspected;
+
+/// An access token by all the claims its answer depends on: a token with the same id
+/// but another session or twin is not this answer.
+#[derive(Clone, Debug, Hash, PartialEq, Eq)]
+pub struct Access {
+    jti: Uuid,
     user: Uuid,
     session: Uuid,
     twin: Uuid,
+}
+
+impl Access {
+    fn of(claims: &Claims) -> Self {
+        Self {
+            jti: claims.jti,
+            user: claims.sub,
+            session: claims.sid,
+            twin: claims.twin,
+        }
+    }
+}
+
+pub struct Answer {
     username: String,
     expires: u64,
 }
 
-#[derive(Default)]
-struct State {
-    /// True while the tracking connection is confirmed: only then are answers kept or
-    /// given.
-    live: bool,
-    /// Bumped by every drop, so that an answer read before it is not stored after it.
-    generation: u64,
-    entries: HashMap<Uuid, Entry>,
-    by_user: HashMap<Uuid, Vec<Uuid>>,
-}
+impl Policy for Introspected {
+    type Key = Access;
+    type Value = Answer;
+    /// A user: every change Redis pushes names one (the hash tag of the key).
+    type Owner = Uuid;
 
-impl State {
-    fn drop_all(&mut self) {
-        self.generation += 1;
-        self.entries.clear();
-        self.by_user.clear();
+    fn owner(access: &Access) -> Option<Uuid> {
+        Some(access.user)
     }
 
-    fn drop_user(&mut self, user: Uuid) {
-        self.generation += 1;
-        for jti in self.by_user.remove(&user).unwrap_or_default() {
-            self.entries.remove(&jti);
-        }
+    fn weight(_: &Access, _: &Answer) -> usize {
+        1
+    }
+
+    /// Expired answers are never asked for again: they go first.
+    fn rank(_: &Access, answer: &Answer) -> u8 {
+        let (now, _) = crate::tokens::now();
+        u8::from(answer.expires > now)
     }
 }
 
 /// The remembered answers; shared by the store and its tracking task.
-#[derive(Default)]
-pub struct IntrospectCache {
-    state: Mutex<State>,
+pub type IntrospectCache = ChangeCache<Introspected>;
+
+/// An empty cache, dark until its tracking connections are confirmed.
+pub fn introspect_cache() -> IntrospectCache {
+    ChangeCache::new(CAPACITY)
 }
 
-/// What a lookup that missed must hand back to `remember`: the generation it saw.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Ticket(u64);
-
-impl IntrospectCache {
-    fn state(&self) -> MutexGuard<'_, State> {
-        self.state.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-
-    /// The remembered username if `access` was found active and nothing of its user
-    /// has changed since; otherwise a ticket for `remember` (`None`: do not remember).
-    pub fn lookup(&self, access: &Claims) -> Result<String, Option<Ticket>> {
-        let state = self.state();
-        if !state.live {
-            return Err(None);
-        }
-        match state.entries.get(&access.jti) {
-            Some(entry)
-                if entry.user == access.sub
-                    && entry.session == access.sid
-                    && entry.twin == access.twin =>
-            {
-                Ok(entry.username.clone())
-            }
-            _ => Err(Some(Ticket(state.generation))),
-        }
-    }
-
+/// Introspect's words for the cache's lookup and keep.
+pub trait IntrospectAnswers {
+    /// The remembered username if `access` was found active and nothing of its user has
+    /// changed since; otherwise a ticket for `remember` (`None`: do not remember).
+    fn answer(&self, access: &Claims) -> Result<String, Option<Ticket>>;
     /// Remembers that `access` is active, unless anything was dropped since `ticket`.
-    pub fn remember(&self, ticket: Ticket, access: &Claims, username: &str) {
-        let mut state = self.state();
-        if !state.live || state.generation != ticket.0 {
-            return;
-        }
-        if state.entries.len() >= CAPACITY {
-            let (now, _) = crate::tokens::now();
-            state.entries.retain(|_, entry| entry.expires > now);
-            if state.entries.len() >= CAPACITY / 2 {
-                // Every other entry in the map's (random) order: half of what is kept,
-                // not all of it, so hot users' answers mostly survive a wave of cold ones.
-                let mut keep = false;
-                state.entries.retain(|_, _| {
-                    keep = !keep;
-                    keep
-                });
-            }
-            let State {
-                entries, by_user, ..
-            } = &mut *state;
-            by_user.retain(|_, jtis| {
-                jtis.retain(|jti| entries.contains_key(jti));
-                !jtis.is_empty()
-            });
-        }
-        state.entries.insert(
-            access.jti,
-            Entry {
-                user: access.sub,
-                session: access.sid,
-                twin: access.twin,
-                username: username.to_owned(),
-                expires: access.exp,
-            },
-        );
-        state
-            .by_user
-            .entry(access.sub)
-            .or_default()
-            .push(access.jti);
+    fn remember(&self, ticket: Ticket, access: &Claims, username: &str);
+}
+
+impl IntrospectAnswers for IntrospectCache {
+    fn answer(&self, access: &Claims) -> Result<String, Option<Ticket>> {
+        self.lookup(&Access::of(access), |answer| answer.username.clone())
     }
 
-    /// Forgets every answer about `user` (after this process changed its sessions).
-    pub fn forget_user(&self, user: Uuid) {
-        self.state().drop_user(user);
-    }
-
-    /// Forgets everything, keeping the connection state (after a failed Redis read).
-    pub fn forget_all(&self) {
-        self.state().drop_all();
-    }
-
-    /// How many answers are remembered.
-    #[cfg(test)]
-    fn len(&self) -> usize {
-        self.state().entries.len()
-    }
-
-    /// Whether answers are being remembered (the tracking connection is confirmed).
-    pub fn is_live(&self) -> bool {
-        self.state().live
-    }
-
-    fn set_live(&self, live: bool) {
-        let mut state = self.state();
-        state.drop_all();
-        state.live = live;
-    }
-
-    /// One push from Redis: a list of changed keys, or null after FLUSHDB/FLUSHALL.
-    fn invalidate(&self, keys: Option<&[Value]>) {
-        let mut state = self.state();
-        let Some(keys) = keys else {
-            state.drop_all();
-            return;
+    fn remember(&self, ticket: Ticket, access: &Claims, username: &str) {
+        let answer = Answer {
+            username: username.to_owned(),
+            expires: access.exp,
         };
-        for key in keys {
-            match user_of_key(key) {
-                Some(user) => state.drop_user(user),
-                None => state.drop_all(),
-            }
-        }
+        self.keep(ticket, Access::of(access), answer);
     }
+}
 
-    fn on_push(&self, push: &PushInfo) {
-        match push.kind {
-            PushKind::Invalidate => match push.data.first() {
-                Some(Value::Array(keys)) => self.invalidate(Some(keys)),
-                _ => self.invalidate(None),
-            },
-            PushKind::Disconnection => self.set_live(false),
-            _ => {}
-        }
+/// One push from Redis: a list of changed keys, or null after FLUSHDB/FLUSHALL; or the
+/// news that the connection is gone.
+fn on_push(cache: &IntrospectCache, push: &PushInfo) {
+    match push.kind {
+        PushKind::Invalidate => match push.data.first() {
+            Some(Value::Array(keys)) => {
+                for key in keys {
+                    cache.apply(&user_of_key(key).map_or(Change::All, Change::Owner));
+                }
+            }
+            _ => cache.drop_all(),
+        },
+        PushKind::Disconnection => cache.set_live(false),
+        _ => {}
     }
 }
 
@@ -378,62 +305,93 @@ pub fn spawn_tracking(
     cache: &Arc<IntrospectCache>,
     timeout: Duration,
 ) {
-    let cache = Arc::downgrade(cache);
-    tokio::spawn(async move {
-        let mut backoff = BACKOFF.0;
-        let mut told = false;
-        loop {
-            match track(&source, prefixes, &cache, timeout).await {
-                Ok(()) => return,
-                Err(Stop::Unsupported(error)) => {
-                    tracing::warn!(
-                        error = %error,
-                        "Redis refused CLIENT TRACKING: Introspect answers are not cached"
-                    );
-                    return;
-                }
-                Err(Stop::Lost(error)) => {
-                    let Some(cache) = cache.upgrade() else { return };
-                    if cache.is_live() {
-                        // After a confirmed run, start over quickly (a failover).
-                        backoff = BACKOFF.0;
-                    }
-                    if cache.is_live() || !told {
-                        tracing::warn!(
-                            error = %error,
-                            "Introspect cache off until every tracking connection to Redis is back"
-                        );
-                        told = true;
-                    }
-                    cache.set_live(false);
-                }
-            }
-            tokio::time::sleep(backoff).await;
-            backoff = (backoff * 2).min(BACKOFF.1);
-            if cache.strong_count() == 0 {
-                return;
-            }
-        }
-    });
+    let tracking = Tracking {
+        source,
+        prefixes,
+        timeout,
+    };
+    pair_common::cache::supervise(cache, tracking, Rhythm::KEEPALIVE);
 }
 
-enum Stop {
-    Lost(redis::RedisError),
-    Unsupported(redis::RedisError),
+/// Redis as the Introspect cache's change source.
+struct Tracking {
+    source: Tracked,
+    prefixes: &'static [&'static str],
+    timeout: Duration,
 }
 
-/// A refusal by the server (no RESP3, no CLIENT TRACKING) will not go away by retrying.
-fn stop(error: redis::RedisError) -> Stop {
-    match error.kind() {
-        redis::ErrorKind::Server(_) | redis::ErrorKind::RESP3NotSupported => {
-            Stop::Unsupported(error)
+/// The tracking connections of one run, each with the host it was reached at.
+struct Links {
+    links: Vec<(MultiplexedConnection, String)>,
+    /// On a cluster, the masters tracked.
+    masters: Option<Arc<BTreeSet<(String, u16)>>>,
+}
+
+impl ChangeSource<Introspected> for Tracking {
+    type Link = Links;
+    const CACHE: &'static str = "Introspect cache";
+    const SOURCE: &'static str = "every tracking connection to Redis";
+
+    async fn connect(&mut self, cache: &Weak<IntrospectCache>) -> Result<Links, Failure> {
+        let (clients, masters) = match &self.source {
+            Tracked::Node(client) => (vec![client.clone()], None),
+            Tracked::Cluster(urls) => {
+                let topology = cluster_masters(urls, self.timeout)
+                    .await
+                    .map_err(|error| Failure::Lost(error.into()))?;
+                let seed = urls.first().map(String::as_str).unwrap_or_default();
+                let clients = topology
+                    .masters
+                    .iter()
+                    .map(|(host, port)| node_client(seed, host, *port))
+                    .collect::<redis::RedisResult<Vec<_>>>()
+                    .map_err(|error| Failure::Refused(error.into()))?;
+                (clients, Some(Arc::new(topology.masters)))
+            }
+        };
+        let mut links = Vec::with_capacity(clients.len());
+        for client in &clients {
+            let link = open_link(client, self.prefixes, cache, self.timeout).await?;
+            links.push((link, host_of(client)));
         }
-        _ => Stop::Lost(error),
+        Ok(Links { links, masters })
+    }
+
+    /// Every link at once: each is still a master, and the cluster's masters still the
+    /// ones tracked (a write to a master this process does not track would be missed).
+    async fn check(&mut self, links: &mut Links) -> anyhow::Result<Option<Change<Uuid>>> {
+        let mut checks = tokio::task::JoinSet::new();
+        for (link, host) in &links.links {
+            let (mut link, host, masters) = (link.clone(), host.clone(), links.masters.clone());
+            checks.spawn(async move {
+                match masters {
+                    Some(masters) => {
+                        let now = topology(&mut link, &host).await?;
+                        anyhow::ensure!(now.masters == *masters, "the cluster's masters changed");
+                    }
+                    None => redis::cmd("PING")
+                        .query_async::<String>(&mut link)
+                        .await
+                        .map(drop)?,
+                }
+                Ok(())
+            });
+        }
+        while let Some(checked) = checks.join_next().await {
+            checked??;
+        }
+        Ok(None)
     }
 }
 
-fn lost(why: &'static str) -> Stop {
-    Stop::Lost(redis::RedisError::from((redis::ErrorKind::Io, why)))
+/// A refusal by the server (no RESP3, no CLIENT TRACKING) will not go away by retrying.
+fn failure(error: redis::RedisError) -> Failure {
+    match error.kind() {
+        redis::ErrorKind::Server(_) | redis::ErrorKind::RESP3NotSupported => {
+            Failure::Refused(error.into())
+        }
+        _ => Failure::Lost(error.into()),
+    }
 }
 
 /// One tracking connection to `client`'s node, confirmed.
@@ -442,33 +400,33 @@ async fn open_link(
     prefixes: &[&str],
     cache: &Weak<IntrospectCache>,
     timeout: Duration,
-) -> Result<MultiplexedConnection, Stop> {
+) -> Result<MultiplexedConnection, Failure> {
     let pushes = cache.clone();
     let config = AsyncConnectionConfig::new()
         .set_connection_timeout(Some(timeout))
-        .set_response_timeout(Some(KEEPALIVE_DEADLINE.max(timeout)))
+        .set_response_timeout(Some(Rhythm::KEEPALIVE.deadline.max(timeout)))
         .set_push_sender(move |push: PushInfo| {
             if let Some(cache) = pushes.upgrade() {
-                cache.on_push(&push);
+                on_push(&cache, &push);
             }
             Ok::<(), std::convert::Infallible>(())
         });
     let mut conn = client
         .get_multiplexed_async_connection_with_config(&config)
         .await
-        .map_err(stop)?;
+        .map_err(failure)?;
     redis::cmd("CLIENT")
         .arg("SETNAME")
         .arg(CONNECTION_NAME)
         .exec_async(&mut conn)
         .await
-        .map_err(Stop::Lost)?;
+        .map_err(|error| Failure::Lost(error.into()))?;
     let mut tracking = redis::cmd("CLIENT");
     tracking.arg("TRACKING").arg("ON").arg("BCAST");
     for prefix in prefixes {
         tracking.arg("PREFIX").arg(*prefix);
     }
-    tracking.exec_async(&mut conn).await.map_err(stop)?;
+    tracking.exec_async(&mut conn).await.map_err(failure)?;
     Ok(conn)
 }
 
@@ -495,73 +453,6 @@ fn node_client(seed: &str, host: &str, port: u16) -> redis::RedisResult<Client> 
     Client::open(info.set_addr(addr).set_redis_settings(settings))
 }
 
-/// The tracking connections of one run, from connect to failure; `Ok` once the cache is
-/// gone.
-async fn track(
-    source: &Tracked,
-    prefixes: &[&str],
-    cache: &Weak<IntrospectCache>,
-    timeout: Duration,
-) -> Result<(), Stop> {
-    let (clients, expected) = match source {
-        Tracked::Node(client) => (vec![client.clone()], None),
-        Tracked::Cluster(urls) => {
-            let topology = cluster_masters(urls, timeout).await.map_err(Stop::Lost)?;
-            let seed = urls.first().map(String::as_str).unwrap_or_default();
-            let clients = topology
-                .masters
-                .iter()
-                .map(|(host, port)| node_client(seed, host, *port))
-                .collect::<redis::RedisResult<Vec<_>>>()
-                .map_err(Stop::Unsupported)?;
-            (clients, Some(topology.masters))
-        }
-    };
-    let mut links = Vec::with_capacity(clients.len());
-    for client in &clients {
-        links.push(open_link(client, prefixes, cache, timeout).await?);
-    }
-    match cache.upgrade() {
-        Some(cache) => cache.set_live(true),
-        None => return Ok(()),
-    }
-    tracing::debug!(
-        links = links.len(),
-        "Introspect cache on: Redis pushes changes of token keys"
-    );
-    loop {
-        tokio::time::sleep(KEEPALIVE).await;
-        if cache.strong_count() == 0 {
-            return Ok(());
-        }
-        for (link, client) in links.iter_mut().zip(&clients) {
-            let check = async {
-                match &expected {
-                    // Still a master, and the cluster's masters still the ones tracked:
-                    // a write to a master this process does not track would be missed.
-                    Some(expected) => {
-                        let now = topology(link, &host_of(client)).await.map_err(Stop::Lost)?;
-                        if &now.masters != expected {
-                            return Err(lost("the cluster's masters changed"));
-                        }
-                        Ok(())
-                    }
-                    None => redis::cmd("PING")
-                        .query_async::<String>(link)
-                        .await
-                        .map(drop)
-                        .map_err(Stop::Lost),
-                }
-            };
-            match tokio::time::timeout(KEEPALIVE_DEADLINE, check).await {
-                Ok(Ok(())) => {}
-                Ok(Err(stop)) => return Err(stop),
-                Err(_) => return Err(lost("no answer on a tracking connection")),
-            }
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -580,45 +471,47 @@ mod tests {
     }
 
     fn live() -> IntrospectCache {
-        let cache = IntrospectCache::default();
+        let cache = introspect_cache();
         cache.set_live(true);
         cache
     }
 
-    #[test]
-    fn an_answer_is_kept_only_while_live_and_only_if_nothing_was_dropped_since_its_ticket() {
-        let cache = IntrospectCache::default();
-        let token = claims(Uuid::now_v7());
-        assert!(
-            matches!(cache.lookup(&token), Err(None)),
-            "not live: no ticket"
-        );
+    fn remember(cache: &IntrospectCache, token: &Claims) {
+        let Err(Some(ticket)) = cache.answer(token) else {
+            panic!("a miss")
+        };
+        cache.remember(ticket, token, "x");
+    }
 
-        cache.set_live(true);
-        let Err(Some(ticket)) = cache.lookup(&token) else {
+    #[test]
+    fn an_answer_is_found_only_for_the_very_claims_it_was_kept_for() {
+        let cache = live();
+        let token = claims(Uuid::now_v7());
+        let Err(Some(ticket)) = cache.answer(&token) else {
             panic!("a live cache gives a ticket on a miss")
         };
-        // A change to an unrelated user between the read and the store: not kept.
-        cache.forget_user(Uuid::now_v7());
         cache.remember(ticket, &token, "ann");
-        assert_eq!(cache.len(), 0);
-
-        let Err(Some(ticket)) = cache.lookup(&token) else {
-            panic!("still a miss")
-        };
-        cache.remember(ticket, &token, "ann");
-        assert_eq!(cache.lookup(&token), Ok("ann".to_owned()));
-
+        assert_eq!(cache.answer(&token), Ok("ann".to_owned()));
         // Another token with the same id but other claims is not this answer.
-        let forged = Claims {
-            sid: Uuid::now_v7(),
-            ..token.clone()
-        };
-        assert!(cache.lookup(&forged).is_err());
-
-        cache.set_live(false);
-        assert!(matches!(cache.lookup(&token), Err(None)));
-        assert_eq!(cache.len(), 0, "losing the connection drops everything");
+        for forged in [
+            Claims {
+                sid: Uuid::now_v7(),
+                ..token.clone()
+            },
+            Claims {
+                twin: Uuid::now_v7(),
+                ..token.clone()
+            },
+            Claims {
+                sub: Uuid::now_v7(),
+                ..token.clone()
+            },
+        ] {
+            assert!(cache.answer(&forged).is_err());
+        }
+        // Forgetting the user (a change this process made) forgets the answer.
+        cache.drop_owner(&token.sub);
+        assert!(cache.answer(&token).is_err());
     }
 
     #[test]
@@ -627,42 +520,77 @@ mod tests {
         let (ann, bob) = (Uuid::now_v7(), Uuid::now_v7());
         let tokens = [claims(ann), claims(ann), claims(bob)];
         for token in &tokens {
-            let Err(Some(ticket)) = cache.lookup(token) else {
-                panic!("a miss")
-            };
-            cache.remember(ticket, token, "x");
+            remember(&cache, token);
         }
         assert_eq!(cache.len(), 3);
         let key = Value::BulkString(format!("auth:blocked:{{{ann}}}:{}", Uuid::now_v7()).into());
-        cache.on_push(&PushInfo {
-            kind: PushKind::Invalidate,
-            data: vec![Value::Array(vec![key])],
-        });
+        on_push(
+            &cache,
+            &PushInfo {
+                kind: PushKind::Invalidate,
+                data: vec![Value::Array(vec![key])],
+            },
+        );
         assert_eq!(cache.len(), 1);
-        assert!(cache.lookup(&tokens[2]).is_ok(), "bob's answer stays");
-        cache.on_push(&PushInfo {
-            kind: PushKind::Invalidate,
-            data: vec![Value::Nil],
-        });
+        assert!(cache.answer(&tokens[2]).is_ok(), "bob's answer stays");
+        on_push(
+            &cache,
+            &PushInfo {
+                kind: PushKind::Invalidate,
+                data: vec![Value::Nil],
+            },
+        );
         assert_eq!(cache.len(), 0);
         assert!(cache.is_live(), "a flush keeps the connection");
         // A key that names no user drops everything too.
-        let Err(Some(ticket)) = cache.lookup(&tokens[2]) else {
-            panic!("a miss")
-        };
-        cache.remember(ticket, &tokens[2], "x");
-        cache.on_push(&PushInfo {
-            kind: PushKind::Invalidate,
-            data: vec![Value::Array(vec![Value::BulkString(
-                b"auth:refresh:odd".to_vec(),
-            )])],
-        });
+        remember(&cache, &tokens[2]);
+        on_push(
+            &cache,
+            &PushInfo {
+                kind: PushKind::Invalidate,
+                data: vec![Value::Array(vec![Value::BulkString(
+                    b"auth:refresh:odd".to_vec(),
+                )])],
+            },
+        );
         assert_eq!(cache.len(), 0);
-        cache.on_push(&PushInfo {
-            kind: PushKind::Disconnection,
-            data: vec![],
-        });
+        on_push(
+            &cache,
+            &PushInfo {
+                kind: PushKind::Disconnection,
+                data: vec![],
+            },
+        );
         assert!(!cache.is_live());
+    }
+
+    #[test]
+    fn a_full_cache_drops_expired_answers_before_live_ones() {
+        let cache = live();
+        let user = Uuid::now_v7();
+        let live_tokens: Vec<Claims> = (0..CAPACITY / 4).map(|_| claims(user)).collect();
+        for token in &live_tokens {
+            remember(&cache, token);
+        }
+        for _ in 0..CAPACITY {
+            remember(
+                &cache,
+                &Claims {
+                    exp: 1,
+                    ..claims(user)
+                },
+            );
+        }
+        assert!(cache.len() <= CAPACITY, "{}", cache.len());
+        let kept = live_tokens
+            .iter()
+            .filter(|token| cache.answer(token).is_ok())
+            .count();
+        assert_eq!(
+            kept,
+            live_tokens.len(),
+            "every live answer outlived the expired"
+        );
     }
 
     #[test]
@@ -686,24 +614,5 @@ r3 127.0.0.1:7006@17006 slave,fail a3 0 0 3 connected
             format!("{healed}old 127.0.0.1:7007@17007 master,fail - 0 0 4 connected\n");
         assert!(every_master_has_a_replica(&failed_over));
         assert!(!every_master_has_a_replica(""));
-    }
-
-    #[test]
-    fn a_full_cache_makes_room() {
-        let cache = live();
-        let user = Uuid::now_v7();
-        for _ in 0..CAPACITY + 10 {
-            let token = claims(user);
-            let Err(Some(ticket)) = cache.lookup(&token) else {
-                panic!("a miss")
-            };
-            cache.remember(ticket, &token, "x");
-        }
-        assert!(cache.len() <= CAPACITY, "{}", cache.len());
-        assert!(
-            cache.len() >= CAPACITY / 2,
-            "making room keeps half: {}",
-            cache.len()
-        );
     }
 }

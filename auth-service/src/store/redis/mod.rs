@@ -67,7 +67,10 @@ use scripts::{COMMON, GUARD, OPEN, RENAME, REVOKE, REVOKE_ALL, ROTATE, ScriptCal
 
 use super::{
     sessions::{NewSession, PairRotation, Rotation, SessionInfo, TokenStore, login_delay},
-    tracked::{IntrospectCache, Tracked as TrackedSource, spawn_tracking},
+    tracked::{
+        IntrospectAnswers as _, IntrospectCache, Tracked as TrackedSource, introspect_cache,
+        spawn_tracking,
+    },
 };
 use crate::{
     admission::Budget,
@@ -352,7 +355,7 @@ impl RedisTokenStore {
             })
         });
         let cache = options.cache_answers.then(|| {
-            let cache = Arc::new(IntrospectCache::default());
+            let cache = Arc::new(introspect_cache());
             spawn_tracking(tracking, TRACKED_PREFIXES, &cache, timeout);
             cache
         });
@@ -380,7 +383,7 @@ impl RedisTokenStore {
     /// process answers from Redis for that user until its next read.
     fn forget(&self, user: Uuid) {
         if let Some(cache) = &self.cache {
-            cache.forget_user(user);
+            cache.drop_owner(&user);
         }
     }
 
@@ -533,7 +536,7 @@ impl TokenStore for RedisTokenStore {
     }
 
     async fn check_access(&self, access: &Claims) -> Result<Option<String>, StoreError> {
-        let ticket = match self.cache.as_deref().map(|cache| cache.lookup(access)) {
+        let ticket = match self.cache.as_deref().map(|cache| cache.answer(access)) {
             Some(Ok(username)) => return Ok(Some(username)),
             Some(Err(ticket)) => ticket,
             None => None,
@@ -554,7 +557,7 @@ impl TokenStore for RedisTokenStore {
             (Err(error), _) | (_, Err(error)) => {
                 // Fail closed: no remembered answer outlives a Redis that stopped answering.
                 if let Some(cache) = &self.cache {
-                    cache.forget_all();
+                    cache.drop_all();
                 }
                 return Err(classify(error));
             }
