@@ -10,6 +10,7 @@
 #   DURATION=30 STREAMS=20 bash bench/overload.sh 2000 8000 12000
 #   MODES="on" bash bench/overload.sh 8000
 #   MODES=on ON_ENV="AUTH_MAX_STREAMS_PER_CONNECTION=4" bash bench/overload.sh 2000
+#   MODES=on HEALTH_PORT=50471 bash bench/overload.sh   # probes on AUTH_HEALTH_ADDR
 #
 # Prints per run: h2load's requests/s, succeeded and failed requests, failed connections
 # and mean/max latency, the probe's checks (ok/all) and latency p50/p99/max (each probe
@@ -25,6 +26,10 @@ STREAMS="${STREAMS:-20}"
 MODES="${MODES:-off on}"
 PORT="${PORT:-50461}"
 CONNECTIONS=("$@")
+# HEALTH_PORT: serve health on a listener of its own there (AUTH_HEALTH_ADDR) and probe
+# it; the flood stays on the main listener.
+HEALTH=()
+[[ -n "${HEALTH_PORT:-}" ]] && HEALTH=(AUTH_HEALTH_ADDR="127.0.0.1:$HEALTH_PORT")
 [[ ${#CONNECTIONS[@]} -gt 0 ]] || CONNECTIONS=(2000 8000)
 
 log() { printf '[overload %(%H:%M:%S)T] %s\n' -1 "$*" >&2; }
@@ -54,7 +59,7 @@ for mode in $MODES; do
   esac
   for conns in "${CONNECTIONS[@]}"; do
     rm -rf "$TMP/data"
-    (cd "$TMP" && exec env -i PATH="$PATH" HOME="$HOME" RUST_LOG=warn "${LIMITS[@]}" \
+    (cd "$TMP" && exec env -i PATH="$PATH" HOME="$HOME" RUST_LOG=warn "${LIMITS[@]}" "${HEALTH[@]}" \
       AUTH_LISTEN_ADDR="127.0.0.1:$PORT" AUTH_JWT_SECRET="overload-bench-secret-overload-bench" \
       "$BIN/auth-service") >"$TMP/auth.log" 2>&1 &
     SERVER_PID=$!
@@ -72,7 +77,7 @@ for mode in $MODES; do
     sleep 1
     while kill -0 "$H2_PID" 2>/dev/null; do
       start=$(date +%s%N)
-      if AUTH_LISTEN_ADDR="127.0.0.1:$PORT" timeout 5 "$BIN/auth-service" healthcheck >/dev/null 2>&1; then
+      if env AUTH_LISTEN_ADDR="127.0.0.1:$PORT" "${HEALTH[@]}" timeout 5 "$BIN/auth-service" healthcheck >/dev/null 2>&1; then
         echo "ok $(( ($(date +%s%N) - start) / 1000000 ))" >>"$TMP/probes.txt"
       else
         echo "failed $(( ($(date +%s%N) - start) / 1000000 ))" >>"$TMP/probes.txt"

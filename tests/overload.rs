@@ -10,6 +10,7 @@ on_every_backend!(
     calls_over_the_in_flight_limit_are_shed_and_health_still_answers,
     connections_over_the_limit_are_closed_and_a_freed_place_is_taken_again,
     streams_over_the_per_connection_limit_wait_for_a_free_one,
+    a_health_listener_of_its_own_answers_while_the_main_one_is_full,
 );
 
 use std::time::Duration;
@@ -229,4 +230,51 @@ async fn streams_over_the_per_connection_limit_wait_for_a_free_one(backend: Back
         .expect("task")
         .expect("health");
     assert_eq!(status, ServingStatus::Serving);
+}
+
+/// With `AUTH_HEALTH_ADDR`, health has a listener (and thread) of its own: with every
+/// connection place of the main listener taken, a probe there is refused, and one on
+/// the health listener is answered, with the statuses of the main one. The health
+/// listener serves nothing else.
+async fn a_health_listener_of_its_own_answers_while_the_main_one_is_full(backend: Backend) {
+    let mut config = auth_config_on(backend).await;
+    config.max_connections = 2;
+    config.health_addr = Some(std::net::SocketAddr::from(([127, 0, 0, 1], 0)));
+    let app = auth_service::Application::build(config)
+        .await
+        .expect("build auth-service");
+    let health_addr = app.health_addr().expect("a health listener");
+    assert_ne!(health_addr, app.local_addr());
+    let server = start_built_auth(app);
+    let held = [server.channel().await, server.channel().await];
+    for channel in &held {
+        health(channel, "")
+            .await
+            .expect("health on a held connection");
+    }
+    let main = Endpoint::from_shared(server.url()).expect("url");
+    if let Ok(third) = main.connect().await {
+        health(&third, "")
+            .await
+            .expect_err("the main listener has no place left");
+    }
+
+    let probe = Endpoint::from_shared(format!("http://{health_addr}"))
+        .expect("url")
+        .connect()
+        .await
+        .expect("connect to the health listener");
+    for service in SERVICES {
+        assert_eq!(
+            health(&probe, service).await.expect("health"),
+            ServingStatus::Serving,
+            "{service:?}"
+        );
+    }
+    let elsewhere = introspect(&probe)
+        .await
+        .expect_err("the health listener serves health only");
+    assert_eq!(elsewhere.code(), Code::Unimplemented, "{elsewhere:?}");
+    drop(held);
+    server.stop().await;
 }

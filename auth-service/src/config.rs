@@ -240,6 +240,13 @@ pub struct Config {
     #[arg(long, env = "AUTH_METRICS_ADDR", value_name = "AUTH_METRICS_ADDR")]
     pub metrics_addr: Option<SocketAddr>,
 
+    /// A listener of its own for `grpc.health.v1` alone, served by a thread of its own,
+    /// for probes that must be answered under any load (point liveness and readiness
+    /// probes, and `auth-service healthcheck`, there); unset means health is served on
+    /// the main listener only.
+    #[arg(long, env = "AUTH_HEALTH_ADDR", value_name = "AUTH_HEALTH_ADDR")]
+    pub health_addr: Option<SocketAddr>,
+
     /// Browser origins allowed to call through gRPC-Web, comma-separated (`*` for any);
     /// unset means no cross-origin access.
     #[arg(

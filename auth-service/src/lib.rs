@@ -64,6 +64,10 @@ impl pair_common::service::Service for AuthCore {
         config.listen_addr
     }
 
+    fn health_addr(config: &Config) -> Option<SocketAddr> {
+        config.health_addr
+    }
+
     async fn build(config: Config) -> anyhow::Result<Application> {
         config.validate().map_err(anyhow::Error::msg)?;
         let keys = signing_keys(&config).await?;
@@ -121,6 +125,7 @@ impl pair_common::service::Service for AuthCore {
             },
             cors_allowed_origins: config.cors_allowed_origins.clone(),
             limits: config.limits(),
+            health_addr: config.health_addr.map(|addr| (addr, "AUTH_HEALTH_ADDR")),
             metrics: config
                 .metrics_addr
                 .zip(metrics)

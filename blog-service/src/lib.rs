@@ -49,6 +49,10 @@ impl pair_common::service::Service for BlogCore {
         config.listen_addr
     }
 
+    fn health_addr(config: &Config) -> Option<SocketAddr> {
+        config.health_addr
+    }
+
     /// auth-service need not be up: it is first called on the first write.
     async fn build(config: Config) -> anyhow::Result<Application> {
         config.validate().map_err(anyhow::Error::msg)?;
@@ -72,6 +76,7 @@ impl pair_common::service::Service for BlogCore {
             },
             cors_allowed_origins: config.cors_allowed_origins.clone(),
             limits: config.limits(),
+            health_addr: config.health_addr.map(|addr| (addr, "BLOG_HEALTH_ADDR")),
             metrics: config.metrics_addr.map(|addr| MetricsSetup {
                 addr,
                 variable: "BLOG_METRICS_ADDR",

@@ -144,6 +144,70 @@ pub struct ServerSetup<P> {
     pub cors_allowed_origins: Vec<String>,
     pub metrics: Option<MetricsSetup>,
     pub limits: Limits,
+    /// A listener of its own for `grpc.health.v1` alone, and the setting that names it.
+    pub health_addr: Option<(SocketAddr, &'static str)>,
+}
+
+/// What the health listener may hold: enough for a few probes and orchestrators, never
+/// enough for a flood to matter.
+const HEALTH_LIMITS: Limits = Limits {
+    max_connections: 64,
+    max_streams_per_connection: 8,
+    max_calls_in_flight: 64,
+};
+
+/// `grpc.health.v1` on a listener of its own, served by a thread of its own (a
+/// single-threaded runtime), so that a probe is answered however busy the main listener
+/// and its runtime are: a flood can take every connection place and keep every worker
+/// thread busy there, and the operating system still gives this thread its turn. The
+/// statuses are the same ones (one reporter, two servers of it).
+struct HealthListener {
+    listener: std::net::TcpListener,
+    routes: Routes,
+}
+
+impl HealthListener {
+    /// Serves on its own thread until `stop` fires.
+    fn spawn(
+        self,
+        name: &'static str,
+        stop: tokio::sync::oneshot::Receiver<()>,
+    ) -> anyhow::Result<std::thread::JoinHandle<()>> {
+        let Self { listener, routes } = self;
+        std::thread::Builder::new()
+            .name(format!("{name}-health"))
+            .spawn(move || {
+                let runtime = match tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                {
+                    Ok(runtime) => runtime,
+                    Err(error) => {
+                        tracing::error!("health listener: no runtime: {error}");
+                        return;
+                    }
+                };
+                runtime.block_on(async move {
+                    let served = match TcpListener::from_std(listener) {
+                        Ok(listener) => {
+                            let options = ServeOptions {
+                                limits: HEALTH_LIMITS,
+                                ..ServeOptions::default()
+                            };
+                            serve(routes, listener, options, async {
+                                let _ = stop.await;
+                            })
+                            .await
+                        }
+                        Err(error) => Err(error.into()),
+                    };
+                    if let Err(error) = served {
+                        tracing::error!("health listener stopped: {error:#}");
+                    }
+                });
+            })
+            .map_err(|error| anyhow::anyhow!("cannot start the health listener's thread: {error}"))
+    }
 }
 
 /// Where and what the metrics endpoint serves.
@@ -162,6 +226,7 @@ pub struct PreparedServer {
     routes: Routes,
     options: ServeOptions,
     metrics: Option<MetricsServer>,
+    health: Option<HealthListener>,
     background: Vec<JoinHandle<()>>,
 }
 
@@ -174,6 +239,13 @@ impl PreparedServer {
         F: Future<Output = Result<(), String>> + Send,
     {
         let (reporter, health) = tonic_health::server::health_reporter();
+        let health_listener = match setup.health_addr {
+            Some((addr, variable)) => Some(HealthListener {
+                listener: bind(addr, variable).await?.into_std()?,
+                routes: Routes::new(health.clone()),
+            }),
+            None => None,
+        };
         let routes = with_reflection(setup.routes.add_service(health), setup.services)?;
         let listener = bind(setup.listen_addr, setup.listen_variable).await?;
         let (metrics, grpc_metrics) = match setup.metrics {
@@ -194,8 +266,16 @@ impl PreparedServer {
                 limits: setup.limits,
             },
             metrics,
+            health: health_listener,
             background: vec![monitor],
         })
+    }
+
+    /// Where `grpc.health.v1` is served on a listener of its own, if it is.
+    pub fn health_addr(&self) -> Option<SocketAddr> {
+        self.health
+            .as_ref()
+            .and_then(|health| health.listener.local_addr().ok())
     }
 
     pub fn local_addr(&self) -> SocketAddr {
@@ -215,7 +295,12 @@ impl PreparedServer {
         self,
         shutdown: impl Future<Output = ()> + Send,
     ) -> anyhow::Result<()> {
-        tracing::info!(addr = %self.local_addr(), metrics = ?self.metrics_addr(), "{} listening", self.name);
+        tracing::info!(addr = %self.local_addr(), metrics = ?self.metrics_addr(), health = ?self.health_addr(), "{} listening", self.name);
+        let (stop_health, health_stopped) = tokio::sync::oneshot::channel();
+        let health = match self.health {
+            Some(health) => Some(health.spawn(self.name, health_stopped)?),
+            None => None,
+        };
         let metrics = self.metrics.map(|server| {
             tokio::spawn(async move {
                 if let Err(error) = server.serve(std::future::pending()).await {
@@ -226,6 +311,11 @@ impl PreparedServer {
         let served = serve(self.routes, self.listener, self.options, shutdown).await;
         for task in self.background.iter().chain(metrics.as_ref()) {
             task.abort();
+        }
+        let _ = stop_health.send(());
+        if let Some(thread) = health {
+            // It stops at once (its calls are health checks); joined off the runtime.
+            let _ = tokio::task::spawn_blocking(move || thread.join()).await;
         }
         served
     }

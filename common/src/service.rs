@@ -19,6 +19,8 @@ pub trait Service: Sized {
     const NAME: &'static str;
 
     fn listen_addr(config: &Self::Config) -> SocketAddr;
+    /// Where health is served on a listener of its own, if it is (`*_HEALTH_ADDR`).
+    fn health_addr(config: &Self::Config) -> Option<SocketAddr>;
     /// Validates `config`, connects the stores (applying migrations) and binds the
     /// listener (port 0 picks a free port).
     fn build(config: Self::Config) -> impl Future<Output = anyhow::Result<Application<Self>>>;
@@ -44,6 +46,11 @@ impl<C> Application<C> {
 
     pub fn local_addr(&self) -> SocketAddr {
         self.server.local_addr()
+    }
+
+    /// Where `grpc.health.v1` is served on a listener of its own, if it is.
+    pub fn health_addr(&self) -> Option<SocketAddr> {
+        self.server.health_addr()
     }
 
     /// Where `GET /metrics` is served, if the metrics address is set.
@@ -74,7 +81,8 @@ pub async fn main<S: Service>() -> ExitCode {
     }
     let config = S::Config::parse_from(args);
     if healthcheck {
-        return match crate::health::check(S::listen_addr(&config)).await {
+        let addr = S::health_addr(&config).unwrap_or_else(|| S::listen_addr(&config));
+        return match crate::health::check(addr).await {
             Ok(()) => ExitCode::SUCCESS,
             Err(error) => {
                 eprintln!("{} healthcheck: {error:#}", S::NAME);

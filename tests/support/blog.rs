@@ -25,6 +25,7 @@ pub async fn blog_config_on(backend: Backend, auth_url: String) -> blog_service:
         store_timeout: Duration::from_secs(2),
         post_cache: true,
         metrics_addr: None,
+        health_addr: None,
         cors_allowed_origins: Vec::new(),
         max_connections: pair_common::limits::Limits::DEFAULT.max_connections,
         max_streams_per_connection: pair_common::limits::Limits::DEFAULT.max_streams_per_connection,

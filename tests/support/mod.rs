@@ -251,6 +251,7 @@ pub async fn auth_config_on(backend: Backend) -> auth_service::Config {
         trusted_proxies: Vec::new(),
         store_timeout: Duration::from_secs(2),
         metrics_addr: None,
+        health_addr: None,
         cors_allowed_origins: Vec::new(),
         max_connections: pair_common::limits::Limits::DEFAULT.max_connections,
         max_streams_per_connection: pair_common::limits::Limits::DEFAULT.max_streams_per_connection,
