@@ -148,14 +148,7 @@ async fn a_silent_link_to_redis_refuses_in_time_writes_nothing_refused_and_heals
     tokio::time::sleep(SILENCE.saturating_sub(silent_since.elapsed())).await;
 
     link.heal();
-    let serving = wait_for_health(
-        &channel,
-        AUTH_HEALTH,
-        ServingStatus::Serving,
-        RECOVERY_LIMIT,
-    )
-    .await;
-    let first_ok = first_success("Introspect", RECOVERY_LIMIT, || {
+    let (serving, first_ok) = healed(&channel, AUTH_HEALTH, "Introspect", || {
         let (mut client, token) = (introspection.clone(), refused.access_token.clone());
         async move { introspect(&mut client, &token).await }
     })
@@ -241,14 +234,7 @@ async fn a_silent_link_to_postgres_refuses_registrations_in_time_and_writes_none
     tokio::time::sleep(SILENCE.saturating_sub(silent_since.elapsed())).await;
 
     link.heal();
-    let serving = wait_for_health(
-        &channel,
-        AUTH_HEALTH,
-        ServingStatus::Serving,
-        RECOVERY_LIMIT,
-    )
-    .await;
-    let first_ok = first_success("Login", RECOVERY_LIMIT, || {
+    let (serving, first_ok) = healed(&channel, AUTH_HEALTH, "Login", || {
         let (mut client, name) = (auth.clone(), before.username.clone());
         async move { login(&mut client, &name, PASSWORD).await }
     })
@@ -264,23 +250,51 @@ async fn a_silent_link_to_postgres_refuses_registrations_in_time_and_writes_none
     server.stop().await;
 }
 
-/// blog-service ↔ PostgreSQL goes silent. CreatePost and ListPosts answer UNAVAILABLE
-/// in time (the post cache, which hears nothing on its LISTEN link, drops what it
-/// kept); health follows; after the heal the refused post is nowhere and a post
-/// acknowledged before is still there.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_silent_link_from_blog_to_postgres_refuses_posts_in_time_and_writes_none() {
+/// auth-service on the shared stores; blog-service on a fresh database of the shared
+/// PostgreSQL, reached through `link`; a logged-in user's access token.
+struct BlogOverLink {
+    auth_server: support::Running,
+    link: Link,
+    blog_server: support::Running,
+    channel: tonic::transport::Channel,
+    blog: Blog,
+    token: String,
+}
+
+async fn blog_over_a_link_to_postgres(prefix: &str) -> BlogOverLink {
     let auth_server = start_auth(support::auth_config().await).await;
     let link = Link::to(postgres_addr()).await;
     let mut config = blog_config(auth_server.url()).await;
     config.database_url = Some(through(&link, config.database_url.as_deref().expect("url")));
     let blog_server = start_blog(config).await;
     let channel = blog_server.channel().await;
-    let mut blog =
-        pair_proto::blog::v1::blog_service_client::BlogServiceClient::new(channel.clone());
+    let blog = Blog::new(channel.clone());
     let mut auth = AuthServiceClient::new(auth_server.channel().await);
-    let (_, tokens) = register_and_login(&mut auth, "linkblog").await;
-    let token = tokens.access_token;
+    let (_, tokens) = register_and_login(&mut auth, prefix).await;
+    BlogOverLink {
+        auth_server,
+        link,
+        blog_server,
+        channel,
+        blog,
+        token: tokens.access_token,
+    }
+}
+
+/// blog-service ↔ PostgreSQL goes silent. CreatePost and ListPosts answer UNAVAILABLE
+/// in time (the post cache, which hears nothing on its LISTEN link, drops what it
+/// kept); health follows; after the heal the refused post is nowhere and a post
+/// acknowledged before is still there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_silent_link_from_blog_to_postgres_refuses_posts_in_time_and_writes_none() {
+    let BlogOverLink {
+        auth_server,
+        link,
+        blog_server,
+        channel,
+        mut blog,
+        token,
+    } = blog_over_a_link_to_postgres("linkblog").await;
     // Two posts before, so the INSERT is a prepared statement on the pooled connection:
     // during the silence its bytes go out at once and reach PostgreSQL on the heal.
     let kept = create(&mut blog, &token, "kept")
@@ -309,14 +323,7 @@ async fn a_silent_link_from_blog_to_postgres_refuses_posts_in_time_and_writes_no
     tokio::time::sleep(SILENCE.saturating_sub(silent_since.elapsed())).await;
 
     link.heal();
-    let serving = wait_for_health(
-        &channel,
-        BLOG_HEALTH,
-        ServingStatus::Serving,
-        RECOVERY_LIMIT,
-    )
-    .await;
-    let first_ok = first_success("ListPosts", RECOVERY_LIMIT, || {
+    let (serving, first_ok) = healed(&channel, BLOG_HEALTH, "ListPosts", || {
         let mut client = blog.clone();
         async move { list(&mut client).await }
     })
@@ -357,8 +364,7 @@ async fn a_silent_or_slow_link_to_auth_refuses_writes_in_time_and_heals() {
     let link = Link::to(auth_server.addr).await;
     let blog_server = start_blog(blog_config(format!("http://{}", link.host_port())).await).await;
     let channel = blog_server.channel().await;
-    let mut blog =
-        pair_proto::blog::v1::blog_service_client::BlogServiceClient::new(channel.clone());
+    let mut blog = Blog::new(channel.clone());
     let mut auth = AuthServiceClient::new(auth_server.channel().await);
     let (_, tokens) = register_and_login(&mut auth, "linkauth").await;
     let token = tokens.access_token;
@@ -433,17 +439,14 @@ async fn a_silent_or_slow_link_to_auth_refuses_writes_in_time_and_heals() {
 /// though what was sent before the timeout reaches PostgreSQL after the answer.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_slow_link_from_blog_to_postgres_is_slow_or_refused_and_never_half_done() {
-    let auth_server = start_auth(support::auth_config().await).await;
-    let link = Link::to(postgres_addr()).await;
-    let mut config = blog_config(auth_server.url()).await;
-    config.database_url = Some(through(&link, config.database_url.as_deref().expect("url")));
-    let blog_server = start_blog(config).await;
-    let channel = blog_server.channel().await;
-    let mut blog =
-        pair_proto::blog::v1::blog_service_client::BlogServiceClient::new(channel.clone());
-    let mut auth = AuthServiceClient::new(auth_server.channel().await);
-    let (_, tokens) = register_and_login(&mut auth, "slowblog").await;
-    let token = tokens.access_token;
+    let BlogOverLink {
+        auth_server,
+        link,
+        blog_server,
+        mut blog,
+        token,
+        ..
+    } = blog_over_a_link_to_postgres("slowblog").await;
     // Several posts at once: several pooled connections with the statements prepared,
     // so during the fault each goes out in one message.
     let before: Vec<_> = (0..4)

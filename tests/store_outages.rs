@@ -119,14 +119,7 @@ async fn a_redis_crash_fails_closed_and_auth_recovers_without_a_restart() {
     redis.restart().await;
     let back = Instant::now();
     let outage = back - down;
-    let serving = wait_for_health(
-        &channel,
-        AUTH_HEALTH,
-        ServingStatus::Serving,
-        RECOVERY_LIMIT,
-    )
-    .await;
-    let first_ok = first_success("Login", RECOVERY_LIMIT, || {
+    let (serving, first_ok) = healed(&channel, AUTH_HEALTH, "Login", || {
         let mut auth = auth.clone();
         let newcomer = newcomer.clone();
         async move { login(&mut auth, &newcomer, PASSWORD).await }
@@ -221,14 +214,7 @@ async fn a_frozen_redis_is_unavailable_within_the_store_timeout_never_a_hang() {
     let (slowest, not_serving) = tokio::join!(calls, health);
 
     redis.thaw();
-    let serving = wait_for_health(
-        &channel,
-        AUTH_HEALTH,
-        ServingStatus::Serving,
-        RECOVERY_LIMIT,
-    )
-    .await;
-    let first_ok = first_success("Introspect", RECOVERY_LIMIT, || {
+    let (serving, first_ok) = healed(&channel, AUTH_HEALTH, "Introspect", || {
         let (mut client, token) = (introspection.clone(), token.clone());
         async move {
             match introspect(&mut client, &token).await {
@@ -503,14 +489,7 @@ async fn a_postgres_crash_under_registrations_loses_no_acknowledged_user() {
     postgres.restart().await;
     let back = Instant::now();
     let outage = back - down;
-    let serving = wait_for_health(
-        &channel,
-        AUTH_HEALTH,
-        ServingStatus::Serving,
-        RECOVERY_LIMIT,
-    )
-    .await;
-    let first_ok = first_success("GetProfile", RECOVERY_LIMIT, || {
+    let (serving, first_ok) = healed(&channel, AUTH_HEALTH, "GetProfile", || {
         let (mut auth, token) = (auth.clone(), token.clone());
         async move { get_profile(&mut auth, &token).await }
     })
@@ -622,14 +601,7 @@ async fn a_postgres_crash_under_writes_loses_no_acknowledged_post() {
     postgres.restart().await;
     let back = Instant::now();
     let outage = back - down;
-    let serving = wait_for_health(
-        &channel,
-        BLOG_HEALTH,
-        ServingStatus::Serving,
-        RECOVERY_LIMIT,
-    )
-    .await;
-    let first_ok = first_success("ListPosts", RECOVERY_LIMIT, || {
+    let (serving, first_ok) = healed(&channel, BLOG_HEALTH, "ListPosts", || {
         let mut blog = blog.clone();
         async move { list(&mut blog).await }
     })

@@ -111,6 +111,24 @@ where
     }
 }
 
+/// After a store or link comes back: waits until health of `services` on `channel` is
+/// SERVING, then until `call` succeeds (each within `RECOVERY_LIMIT`); how long each
+/// took.
+pub async fn healed<T, F, Fut>(
+    channel: &Channel,
+    services: &[&str],
+    what: &str,
+    call: F,
+) -> (Duration, Duration)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, Status>>,
+{
+    let serving = wait_for_health(channel, services, ServingStatus::Serving, RECOVERY_LIMIT).await;
+    let first_ok = first_success(what, RECOVERY_LIMIT, call).await;
+    (serving, first_ok)
+}
+
 /// One call of a load stream: when it started, how long it took, what it answered
 /// (the call's key on success, else the status code).
 #[derive(Debug, Clone)]
