@@ -5,6 +5,10 @@ use std::process::ExitCode;
 
 use clap::Parser as _;
 
+/// mimalloc instead of glibc's malloc: see `src/main.rs` of `auth-blog`.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     let config = api_gateway::Config::parse();
     pair_common::runtime::block_on("api-gateway", async move {
