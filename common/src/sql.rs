@@ -13,6 +13,7 @@
 
 use std::{
     fmt,
+    future::Future,
     path::Path,
     str::FromStr as _,
     sync::{Arc, Mutex, PoisonError},
@@ -77,10 +78,7 @@ macro_rules! with_pool {
                     $body
                 };
                 let result: ::std::result::Result<_, $crate::sql::Error> =
-                    match ::tokio::time::timeout(deadline, run).await {
-                        Ok(result) => result,
-                        Err(_) => Err($crate::sql::timed_out()),
-                    };
+                    $crate::sql::within(deadline, run).await;
                 lease.settle(&result);
                 result
             }
@@ -299,14 +297,21 @@ impl<C: Connection> Lease<'_, C> {
     }
 }
 
-/// The error of a query that did not answer within the pool's timeout: an I/O error,
-/// so the connection is closed (the protocol is out of step) and the idle ones with it
-/// (they went through the same silent link).
-pub fn timed_out() -> Error {
-    Error::Io(std::io::Error::new(
-        std::io::ErrorKind::TimedOut,
-        "the database did not answer in time",
-    ))
+/// `query`'s result, or, when it does not answer within `deadline`, a timed-out I/O
+/// error: so the connection is closed (the protocol is out of step) and the idle ones
+/// with it (they went through the same silent link).
+pub async fn within<T>(
+    deadline: Duration,
+    query: impl Future<Output = Result<T, Error>>,
+) -> Result<T, Error> {
+    tokio::time::timeout(deadline, query)
+        .await
+        .unwrap_or_else(|_| {
+            Err(Error::Io(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                "the database did not answer in time",
+            )))
+        })
 }
 
 /// A connection that broke, or that the server closed (PostgreSQL's class 08 and 57P).

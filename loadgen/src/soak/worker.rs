@@ -132,7 +132,14 @@ impl Worker {
     /// apart: a failover may still be settling); one that never answers counts as lost.
     async fn verify(&mut self, recorder: &mut Recorder) {
         for token in std::mem::take(&mut self.given_up) {
-            let lost = match self.retried(|me| me.still_revoked(token.clone())).await {
+            let revoked = retried(|| {
+                let (mut client, token) = (self.introspection.clone(), token.clone());
+                async move {
+                    let answer = client.introspect(IntrospectRequest { token }).await?;
+                    Ok(!answer.into_inner().active)
+                }
+            });
+            let lost = match revoked.await {
                 Ok(true) => None,
                 Ok(false) => Some((
                     "REVOCATION_LOST",
@@ -143,54 +150,22 @@ impl Worker {
             recorder.verified(lost);
         }
         for id in std::mem::take(&mut self.created_ids) {
-            let lost = match self.retried(|me| me.post_exists(id.clone())).await {
+            let exists = retried(|| {
+                let (mut client, id) = (self.blog.clone(), id.clone());
+                async move {
+                    match client.get_post(GetPostRequest { id }).await {
+                        Ok(_) => Ok(true),
+                        Err(status) if status.code() == tonic::Code::NotFound => Ok(false),
+                        Err(status) => Err(status),
+                    }
+                }
+            });
+            let lost = match exists.await {
                 Ok(true) => None,
                 Ok(false) => Some(("POST_LOST", format!("acknowledged post {id} is gone"))),
                 Err(status) => Some(("UNVERIFIED", format!("GetPost after the run: {status}"))),
             };
             recorder.verified(lost);
-        }
-    }
-
-    async fn retried<F, Fut>(&mut self, mut call: F) -> Result<bool, tonic::Status>
-    where
-        F: FnMut(&mut Self) -> Fut,
-        Fut: std::future::Future<Output = Result<bool, tonic::Status>>,
-    {
-        let mut tries = 0;
-        loop {
-            match call(self).await {
-                Err(_) if tries < 20 => {
-                    tries += 1;
-                    tokio::time::sleep(Duration::from_millis(250)).await;
-                }
-                answer => return answer,
-            }
-        }
-    }
-
-    fn still_revoked(
-        &mut self,
-        token: String,
-    ) -> impl std::future::Future<Output = Result<bool, tonic::Status>> + use<> {
-        let mut client = self.introspection.clone();
-        async move {
-            let answer = client.introspect(IntrospectRequest { token }).await?;
-            Ok(!answer.into_inner().active)
-        }
-    }
-
-    fn post_exists(
-        &mut self,
-        id: String,
-    ) -> impl std::future::Future<Output = Result<bool, tonic::Status>> + use<> {
-        let mut client = self.blog.clone();
-        async move {
-            match client.get_post(GetPostRequest { id }).await {
-                Ok(_) => Ok(true),
-                Err(status) if status.code() == tonic::Code::NotFound => Ok(false),
-                Err(status) => Err(status),
-            }
         }
     }
 
@@ -629,6 +604,24 @@ fn check_page(posts: &[Post], previous: Option<&PostKey>, first_page: bool) -> R
         above = Some(key);
     }
     Ok(())
+}
+
+/// `call` until it answers, or 20 more tries 250 ms apart; the last answer.
+async fn retried<F, Fut>(mut call: F) -> Result<bool, tonic::Status>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<bool, tonic::Status>>,
+{
+    let mut tries = 0;
+    loop {
+        match call().await {
+            Err(_) if tries < 20 => {
+                tries += 1;
+                tokio::time::sleep(Duration::from_millis(250)).await;
+            }
+            answer => return answer,
+        }
+    }
 }
 
 #[cfg(test)]

@@ -198,38 +198,10 @@ pub fn parse_levels(text: &str) -> Result<Levels, String> {
     Ok(Levels(levels))
 }
 
-pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    let d = parse_warmup(text)?;
-    if d.is_zero() {
-        return Err(format!("`{text}` must be longer than zero"));
-    }
-    Ok(d)
-}
-
-/// `<whole number><ms|s|m|h|d>`; zero allowed.
-pub fn parse_warmup(text: &str) -> Result<Duration, String> {
-    const HINT: &str = "write e.g. 500ms, 2s, 1m, 2h, 30d";
-    let t = text.trim();
-    let split = t
-        .find(|c: char| !c.is_ascii_digit())
-        .ok_or_else(|| format!("`{text}` has no unit: {HINT}"))?;
-    let (number, unit) = t.split_at(split);
-    let number: u64 = number
-        .parse()
-        .map_err(|_| format!("`{text}` does not start with a whole number: {HINT}"))?;
-    let ms: u64 = match unit {
-        "ms" => 1,
-        "s" => 1_000,
-        "m" => 60_000,
-        "h" => 3_600_000,
-        "d" => 86_400_000,
-        _ => return Err(format!("`{text}` has an unknown unit `{unit}`: {HINT}")),
-    };
-    number
-        .checked_mul(ms)
-        .map(Duration::from_millis)
-        .ok_or_else(|| format!("`{text}` is too long"))
-}
+/// A positive duration (`500ms`, `2s`, `1m`, `2h`, `30d`), as the services read theirs.
+pub use pair_common::duration::parse_duration;
+/// The same, zero allowed (no warm-up).
+pub use pair_common::duration::parse_duration_or_zero as parse_warmup;
 
 /// `redis://` on a loopback host, without a database number (the flags name them).
 pub fn parse_redis_url(text: &str) -> Result<String, String> {
