@@ -97,18 +97,22 @@ def introspect(results):
 def posts(results):
     series = {}
     for r in load(results, "scale-posts-*.json"):
+        cache_mb = r.get("post_cache_mb", 24)
         for run in r["runs"]:
-            key = (r["backend"], run["scenario"])
+            # With another cache budget only deep pages are drawn: the rest is the same.
+            if cache_mb != 24 and run["scenario"] != "list-deep-page":
+                continue
+            key = (r["backend"], run["scenario"], cache_mb)
             series.setdefault(key, []).append(
                 (run["state_size"], ratio(r, run), run["latency_us"]["p99"] / 1e3)
             )
     if not series:
         return
     fig, rate, p99 = two_panels("Blog reads against posts in the database")
-    for (backend, scenario), points in sorted(series.items()):
+    for (backend, scenario, cache_mb), points in sorted(series.items()):
         points.sort()
-        style = "o-" if backend == "postgres" else "s--"
-        label = f"{backend} {scenario}"
+        style = ("o-" if backend == "postgres" else "s--") if cache_mb == 24 else ("^:" if backend == "postgres" else "v:")
+        label = f"{backend} {scenario}" + ("" if cache_mb == 24 else f", {cache_mb} MB cache")
         rate.plot([p[0] for p in points], [p[1] for p in points], style, label=label)
         p99.plot([p[0] for p in points], [p[2] for p in points], style, label=label)
     rate.set_xlabel("posts")

@@ -28,7 +28,8 @@
 # Environment: QUICK, PARTS, SESSION_SIZES ("10000 100000 1000000"), POST_SIZES ("10000
 # 100000 1000000"), POST_BACKENDS ("postgres sqlite"), LEVELS (1,10,1000), MEMORY_SESSIONS
 # (100000), DURATION (10s), WARMUP (2s), CONCURRENCY (32), PGHOST/PGPORT/PGUSER, NO_BUILD=1,
-# RESULTS (bench/results), PLOT (1).
+# RESULTS (bench/results), PLOT (1), POST_CACHE_MB (24: blog-service's BLOG_POST_CACHE_MB
+# for the posts part; another value writes scale-posts-<backend>-<size>-cache<MB>mb.json).
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -51,6 +52,7 @@ else
 fi
 POST_BACKENDS="${POST_BACKENDS:-postgres sqlite}"
 CONCURRENCY="${CONCURRENCY:-32}"
+POST_CACHE_MB="${POST_CACHE_MB:-24}"
 
 fail() { printf 'bench/scale.sh: %s\n' "$*" >&2; exit 2; }
 for size in $SESSION_SIZES $POST_SIZES $MEMORY_SESSIONS; do
@@ -70,6 +72,9 @@ done
 [[ "$DURATION" =~ ^[1-9][0-9]*(ms|s|m)$ ]] || fail "DURATION must be e.g. 10s, not \`$DURATION\`"
 [[ "$WARMUP" =~ ^[0-9]+(ms|s|m)$ ]] || fail "WARMUP must be e.g. 2s, not \`$WARMUP\`"
 [[ "$CONCURRENCY" =~ ^[1-9][0-9]*$ ]] || fail "CONCURRENCY must be a positive whole number"
+[[ "$POST_CACHE_MB" =~ ^[1-9][0-9]*$ && "$POST_CACHE_MB" -le 65536 ]] || fail "POST_CACHE_MB must be a whole number from 1 to 65536, not \`$POST_CACHE_MB\`"
+POSTS_SUFFIX=""
+[[ "$POST_CACHE_MB" == 24 ]] || POSTS_SUFFIX="-cache${POST_CACHE_MB}mb"
 
 if [[ "${NO_BUILD:-0}" != 1 ]]; then
   cargo build --release -p loadgen -p auth-service -p blog-service --manifest-path "$ROOT/Cargo.toml"
@@ -200,7 +205,7 @@ posts)
     else
       BLOG_URL="sqlite://$WORK/blog.db"
     fi
-    BLOG_LISTEN_ADDR="127.0.0.1:$BLOG_PORT" BLOG_DATABASE_URL="$BLOG_URL" \
+    BLOG_LISTEN_ADDR="127.0.0.1:$BLOG_PORT" BLOG_DATABASE_URL="$BLOG_URL" BLOG_POST_CACHE_MB="$POST_CACHE_MB" \
       BLOG_AUTH_URL="http://127.0.0.1:1" TOKIO_WORKER_THREADS=1 RUST_LOG=warn \
       "$BIN/blog-service" >"$WORK/blog-$backend.log" 2>&1 &
     BLOG_PID=$!
@@ -235,12 +240,13 @@ SQL
       printf '%s: %s posts (bulk SQL from %s in %.1fs)\n' "$backend" "$size" "$have" "$seed_s"
       have=$size
       "$BIN/scale" posts --blog-url "http://127.0.0.1:$BLOG_PORT" "${LOAD[@]}" --posts "$size" \
-        --backend "$backend" --json "$RESULTS/scale-posts-$backend-$size.json"
-      python3 - "$RESULTS/scale-posts-$backend-$size.json" "$seed_s" <<'PY'
+        --backend "$backend" --json "$RESULTS/scale-posts-$backend-$size$POSTS_SUFFIX.json"
+      python3 - "$RESULTS/scale-posts-$backend-$size$POSTS_SUFFIX.json" "$seed_s" "$POST_CACHE_MB" <<'PY'
 import json, sys
-path, seconds = sys.argv[1], float(sys.argv[2])
+path, seconds, cache_mb = sys.argv[1], float(sys.argv[2]), int(sys.argv[3])
 report = json.load(open(path))
 report["seed_s"] = seconds
+report["post_cache_mb"] = cache_mb
 json.dump(report, open(path, "w"), indent=2)
 PY
     done

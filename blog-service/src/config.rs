@@ -52,6 +52,13 @@ pub struct Config {
     #[arg(long, env = "BLOG_POST_CACHE", value_name = "BLOG_POST_CACHE", default_value_t = true, action = clap::ArgAction::Set)]
     pub post_cache: bool,
 
+    /// Megabytes of post text (titles, contents, author names) the post cache keeps at
+    /// most, posts and pages together; past it, deeper pages go first, first pages last.
+    /// Size it to what readers ask for: a reader that wanders over more than the budget
+    /// pays a database read per page (BENCHMARKS.md, "Posts at scale").
+    #[arg(long, env = "BLOG_POST_CACHE_MB", value_name = "BLOG_POST_CACHE_MB", default_value_t = 24, value_parser = clap::value_parser!(u32).range(1..=65_536))]
+    pub post_cache_mb: u32,
+
     /// Address of the Prometheus metrics endpoint (`GET /metrics`); unset means off.
     #[arg(long, env = "BLOG_METRICS_ADDR", value_name = "BLOG_METRICS_ADDR")]
     pub metrics_addr: Option<SocketAddr>,
@@ -152,6 +159,16 @@ mod tests {
         assert_eq!(config.auth_timeout, Duration::from_secs(2));
         assert_eq!(config.store_timeout, Duration::from_secs(2));
         assert!(config.validate().is_ok());
+    }
+
+    #[test]
+    fn a_post_cache_budget_outside_1_to_65536_megabytes_is_refused() {
+        let parse = |mb: &str| Config::try_parse_from(["blog-service", "--post-cache-mb", mb]);
+        assert_eq!(parse("256").unwrap().post_cache_mb, 256);
+        assert_eq!(Config::try_parse_from(["blog-service"]).unwrap().post_cache_mb, 24);
+        for bad in ["0", "65537", "-1", "24MB", ""] {
+            assert!(parse(bad).is_err(), "{bad:?} was accepted");
+        }
     }
 
     #[test]

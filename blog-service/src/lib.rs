@@ -105,16 +105,19 @@ async fn connect_posts(config: &Config) -> anyhow::Result<Arc<dyn PostStore>> {
     if !config.post_cache {
         return Ok(Arc::new(store));
     }
+    let budget = usize::try_from(config.post_cache_mb)? << 20;
     match (config.database_url.as_deref(), sqlite_file) {
         (Some(url), _) if postgres => Ok(Arc::new(CachedPostStore::postgres(
             store,
             url,
             config.store_timeout,
+            budget,
         ))),
         (_, Some(file)) => Ok(Arc::new(CachedPostStore::sqlite(
             store,
             &file,
             config.store_timeout,
+            budget,
         ))),
         // An in-memory SQLite database: no file to watch, so nothing is kept.
         _ => Ok(Arc::new(store)),

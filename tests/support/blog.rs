@@ -24,6 +24,7 @@ pub async fn blog_config_on(backend: Backend, auth_url: String) -> blog_service:
         auth_timeout: Duration::from_secs(2),
         store_timeout: Duration::from_secs(2),
         post_cache: true,
+        post_cache_mb: 24,
         metrics_addr: None,
         health_addr: None,
         cors_allowed_origins: Vec::new(),

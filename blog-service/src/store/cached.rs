@@ -17,7 +17,7 @@
 //!
 //! This instance's own writes drop what they touch before they return, so a caller reads
 //! its own writes at once; a failed read drops everything. The kept posts and pages are
-//! bounded (`BUDGET` bytes of text); past it, deeper pages, then posts, then first pages
+//! bounded (`BLOG_POST_CACHE_MB` megabytes of text); past it, deeper pages, then posts, then first pages
 //! go, at random, down to half the budget.
 
 use std::{
@@ -46,8 +46,6 @@ use crate::{
 pub const CHANNEL: &str = "blog_posts";
 /// The listening connection's `application_name` in `pg_stat_activity`.
 pub const APPLICATION_NAME: &str = "blog-post-cache";
-/// Bytes of post text (title, content, author name) kept at most, posts and pages together.
-const BUDGET: usize = 24 << 20;
 /// How often the SQLite watcher asks for the file's data version.
 const WATCH_INTERVAL: Duration = Duration::from_millis(25);
 /// How long after a SQLite check began its answer still vouches for what is kept.
@@ -116,9 +114,10 @@ pub struct CachedPostStore<S> {
 
 impl<S: PostStore> CachedPostStore<S> {
     /// Wraps `inner` and starts listening for changes on PostgreSQL at `url`; nothing is
-    /// kept until the first connection listens.
-    pub fn postgres(inner: S, url: &str, timeout: Duration) -> Self {
-        let cache = Arc::new(PostCache::new(BUDGET));
+    /// kept until the first connection listens. At most `budget` bytes of post text are
+    /// kept.
+    pub fn postgres(inner: S, url: &str, timeout: Duration, budget: usize) -> Self {
+        let cache = Arc::new(PostCache::new(budget));
         let source = Notifications {
             url: url.to_owned(),
             timeout,
@@ -129,9 +128,9 @@ impl<S: PostStore> CachedPostStore<S> {
 
     /// Wraps `inner` and starts the task that watches the SQLite `file` for commits;
     /// nothing is kept until its first check. `busy_timeout` bounds a check's wait for a
-    /// lock.
-    pub fn sqlite(inner: S, file: &Path, busy_timeout: Duration) -> Self {
-        let cache = Arc::new(PostCache::new(BUDGET));
+    /// lock. At most `budget` bytes of post text are kept.
+    pub fn sqlite(inner: S, file: &Path, busy_timeout: Duration, budget: usize) -> Self {
+        let cache = Arc::new(PostCache::new(budget));
         let source = DataVersion {
             file: file.to_owned(),
             busy_timeout,
@@ -337,6 +336,9 @@ mod tests {
         }
     }
 
+    /// The default budget (`BLOG_POST_CACHE_MB=24`).
+    const BUDGET: usize = 24 << 20;
+
     fn live() -> PostCache {
         let cache = PostCache::new(BUDGET);
         cache.set_live(true);
@@ -486,7 +488,7 @@ mod tests {
             inner: crate::store::SqlPostStore::new(pool),
             reads: 0.into(),
         };
-        let store = CachedPostStore::sqlite(inner, &file, timeout);
+        let store = CachedPostStore::sqlite(inner, &file, timeout, BUDGET);
         wait_until("the first check", || store.cache.is_live()).await;
 
         let mut one = post("one");
