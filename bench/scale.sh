@@ -29,7 +29,10 @@
 # 100000 1000000"), POST_BACKENDS ("postgres sqlite"), LEVELS (1,10,1000), MEMORY_SESSIONS
 # (100000), DURATION (10s), WARMUP (2s), CONCURRENCY (32), PGHOST/PGPORT/PGUSER, NO_BUILD=1,
 # RESULTS (bench/results), PLOT (1), POST_CACHE_MB (24: blog-service's BLOG_POST_CACHE_MB
-# for the posts part; another value writes scale-posts-<backend>-<size>-cache<MB>mb.json).
+# for the posts part; another value writes scale-posts-<backend>-<size>-cache<MB>mb.json),
+# POSTS_WARMUP (10s: the posts part's warm-up, long enough for the readers to have visited
+# the whole working set once, 50,000 ids and 9,000 deep pages at 1M, so that a cache that
+# holds it is measured in its steady state; QUICK: WARMUP).
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -53,6 +56,7 @@ fi
 POST_BACKENDS="${POST_BACKENDS:-postgres sqlite}"
 CONCURRENCY="${CONCURRENCY:-32}"
 POST_CACHE_MB="${POST_CACHE_MB:-24}"
+if [[ "${QUICK:-0}" == 1 ]]; then POSTS_WARMUP="${POSTS_WARMUP:-$WARMUP}"; else POSTS_WARMUP="${POSTS_WARMUP:-10s}"; fi
 
 fail() { printf 'bench/scale.sh: %s\n' "$*" >&2; exit 2; }
 for size in $SESSION_SIZES $POST_SIZES $MEMORY_SESSIONS; do
@@ -71,6 +75,7 @@ for backend in $POST_BACKENDS; do
 done
 [[ "$DURATION" =~ ^[1-9][0-9]*(ms|s|m)$ ]] || fail "DURATION must be e.g. 10s, not \`$DURATION\`"
 [[ "$WARMUP" =~ ^[0-9]+(ms|s|m)$ ]] || fail "WARMUP must be e.g. 2s, not \`$WARMUP\`"
+[[ "$POSTS_WARMUP" =~ ^[0-9]+(ms|s|m)$ ]] || fail "POSTS_WARMUP must be e.g. 10s, not \`$POSTS_WARMUP\`"
 [[ "$CONCURRENCY" =~ ^[1-9][0-9]*$ ]] || fail "CONCURRENCY must be a positive whole number"
 [[ "$POST_CACHE_MB" =~ ^[1-9][0-9]*$ && "$POST_CACHE_MB" -le 65536 ]] || fail "POST_CACHE_MB must be a whole number from 1 to 65536, not \`$POST_CACHE_MB\`"
 POSTS_SUFFIX=""
@@ -239,7 +244,8 @@ SQL
       seed_s=$(echo "$(date +%s.%N) - $started" | bc)
       printf '%s: %s posts (bulk SQL from %s in %.1fs)\n' "$backend" "$size" "$have" "$seed_s"
       have=$size
-      "$BIN/scale" posts --blog-url "http://127.0.0.1:$BLOG_PORT" "${LOAD[@]}" --posts "$size" \
+      "$BIN/scale" posts --blog-url "http://127.0.0.1:$BLOG_PORT" --duration "$DURATION" \
+        --warmup "$POSTS_WARMUP" --concurrency "$CONCURRENCY" --posts "$size" \
         --backend "$backend" --json "$RESULTS/scale-posts-$backend-$size$POSTS_SUFFIX.json"
       python3 - "$RESULTS/scale-posts-$backend-$size$POSTS_SUFFIX.json" "$seed_s" "$POST_CACHE_MB" <<'PY'
 import json, sys

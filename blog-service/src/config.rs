@@ -165,7 +165,12 @@ mod tests {
     fn a_post_cache_budget_outside_1_to_65536_megabytes_is_refused() {
         let parse = |mb: &str| Config::try_parse_from(["blog-service", "--post-cache-mb", mb]);
         assert_eq!(parse("256").unwrap().post_cache_mb, 256);
-        assert_eq!(Config::try_parse_from(["blog-service"]).unwrap().post_cache_mb, 24);
+        assert_eq!(
+            Config::try_parse_from(["blog-service"])
+                .unwrap()
+                .post_cache_mb,
+            24
+        );
         for bad in ["0", "65537", "-1", "24MB", ""] {
             assert!(parse(bad).is_err(), "{bad:?} was accepted");
         }
