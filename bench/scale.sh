@@ -21,7 +21,8 @@
 #                  PostgreSQL and SQLite (POST_BACKENDS)
 # Sessions are seeded by `scale` through auth-service's own token store and codec; posts
 # in bulk SQL (generate_series / a recursive CTE), topped up from one size to the next
-# and vacuumed (so that autovacuum does not start in the middle of a measurement).
+# and vacuumed, and on PostgreSQL checkpointed (so that neither autovacuum nor the
+# writing of the seeded rows' pages runs in the middle of a measurement).
 # Results: bench/results/scale-*.json (QUICK: bench/results/quick/, not plotted); then
 # bench/plot_scale.py redraws bench/plots/scale-*.png from them (PLOT=0 skips that).
 #
@@ -230,6 +231,7 @@ INSERT INTO posts SELECT gen_random_uuid(), gen_random_uuid(), 'author' || (g % 
 ALTER TABLE posts ENABLE TRIGGER posts_changed;
 NOTIFY blog_posts, '*';
 VACUUM ANALYZE posts;
+CHECKPOINT;
 SQL
       else
         sqlite3 "$WORK/blog.db" <<SQL
