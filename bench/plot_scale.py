@@ -99,8 +99,8 @@ def posts(results):
     for r in load(results, "scale-posts-*.json"):
         cache_mb = r.get("post_cache_mb", 24)
         for run in r["runs"]:
-            # With another cache budget only deep pages are drawn: the rest is the same.
-            if cache_mb != 24 and run["scenario"] != "list-deep-page":
+            # With another cache budget, first pages are not drawn: they are the same.
+            if cache_mb != 24 and run["scenario"] == "list-first-page":
                 continue
             key = (r["backend"], run["scenario"], cache_mb)
             series.setdefault(key, []).append(
