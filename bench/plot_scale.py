@@ -5,7 +5,9 @@
 
 Reads RESULTS_DIR (bench/results), writes the charts to PLOTS_DIR (bench/plots, committed):
 
-scale-introspect.png  Introspect rate (× health of the same run) and p99 against live sessions
+scale-introspect.png  Introspect rate (× health of the same run) and p99 against live sessions,
+                      on one Redis node (scale-sessions-<n>.json) and, where measured, on a
+                      Redis Cluster (scale-sessions-cluster-<n>.json, dashed)
 scale-posts.png       ListPosts / GetPost rate (× health) and p99 against posts, per backend
 scale-user-sessions.png  Login/Refresh/Logout/ListSessions p50 and p99 against sessions of one user
 scale-memory.png      Redis bytes per live session and per blocked access token
@@ -66,25 +68,40 @@ def save(fig, results, name):
     print("wrote", path)
 
 
+# One Redis node, and a Redis Cluster (PARTS=sessions-cluster; optional).
+SESSIONS = (("one node", "scale-sessions-[0-9]*.json", "o-"),
+            ("cluster", "scale-sessions-cluster-*.json", "s--"))
+
+
 def introspect(results):
     series = {}
-    for r in load(results, "scale-sessions-*.json"):
-        for run in r.get("introspect", []):
-            series.setdefault(run["scenario"], []).append(
-                (run["state_size"], ratio(r, run), run["latency_us"]["p99"] / 1e3,
-                 run.get("cache_hit_rate"))
-            )
+    for redis, pattern, _ in SESSIONS:
+        for r in load(results, pattern):
+            for run in r.get("introspect", []):
+                series.setdefault((redis, run["scenario"]), []).append(
+                    (run["state_size"], ratio(r, run), run["latency_us"]["p99"] / 1e3,
+                     run.get("cache_hit_rate"))
+                )
     if not series:
         return
-    fig, rate, p99 = two_panels("Introspect against live sessions (one Redis node)")
-    for name, points in sorted(series.items()):
+    redises = sorted({redis for redis, _ in series}, key=[s[0] for s in SESSIONS].index)
+    title = "one Redis node" if redises == ["one node"] else " vs ".join(
+        "one Redis node" if r == "one node" else "Redis Cluster (3 masters + 3 replicas)" for r in redises)
+    fig, rate, p99 = two_panels(f"Introspect against live sessions ({title})")
+    styles = {redis: style for redis, _, style in SESSIONS}
+    colors = {}
+    for (redis, name), points in sorted(series.items(), key=lambda kv: (redises.index(kv[0][0]), kv[0][1])):
         points.sort()
         xs = [p[0] for p in points]
-        rate.plot(xs, [p[1] for p in points], "o-", label=name)
-        p99.plot(xs, [p[2] for p in points], "o-", label=name)
+        label = name if len(redises) == 1 else f"{redis}: {name}"
+        line, = rate.plot(xs, [p[1] for p in points], styles[redis], label=label, color=colors.get(name))
+        colors.setdefault(name, line.get_color())
+        p99.plot(xs, [p[2] for p in points], styles[redis], label=label, color=colors[name])
         for x, y, hit in ((p[0], p[1], p[3]) for p in points):
             if hit is not None:
-                rate.annotate(f"hit {hit:.0%}", (x, y), textcoords="offset points", xytext=(4, 4), fontsize=7)
+                below = redis == "cluster" and len(redises) > 1
+                rate.annotate(f"hit {hit:.0%}", (x, y), textcoords="offset points",
+                              xytext=(4, -10 if below else 4), fontsize=7)
     rate.axhline(0.4, color="grey", linestyle="--", linewidth=1, label="target 0.4")
     rate.set_xlabel("live sessions")
     p99.set_xlabel("live sessions")
@@ -151,9 +168,12 @@ def user_sessions(results):
 
 def memory(results):
     rows = []
-    for r in load(results, "scale-memory-per-user-*.json") + load(results, "scale-sessions-*.json"):
+    for r in (load(results, "scale-memory-per-user-*.json") + load(results, "scale-sessions-[0-9]*.json")
+              + load(results, "scale-sessions-cluster-*.json")):
         m = r["memory"]
         label = f"{m['sessions']:,} sessions, {m['sessions_per_user']}/user"
+        if m.get("redis") == "cluster":
+            label += f", cluster ({len(m.get('masters', []))} masters)"
         blocked = r.get("blocked") or {}
         rows.append((label, m["bytes_per_session"], m["bytes_per_session_by_keys"],
                      blocked.get("bytes_per_blocked_token")))

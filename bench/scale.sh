@@ -4,6 +4,7 @@
 #   bash bench/scale.sh              # full run: 1M sessions, posts at 10k/100k/1M (~15 min)
 #   QUICK=1 bash bench/scale.sh      # smoke run: small sizes, 2 s per scenario (~2 min)
 #   PARTS="memory sessions" bash bench/scale.sh
+#   PARTS=sessions-cluster bash bench/scale.sh   # Introspect past the cache on a Redis Cluster
 #
 # Everything runs on private servers it starts and removes: a redis-server on a free
 # port (--save "" --appendonly no) and PostgreSQL databases bench_scale_<random>_* on
@@ -15,6 +16,12 @@
 #                  layouts written by Lua
 #                  (bench/redis_layout.sh); PostgreSQL and SQLite bytes per user and per post
 #   sessions       Introspect over SESSION_SIZES live sessions, uniform and hot draws
+#   sessions-cluster  the same on a private Redis Cluster (tests/cluster/redis-cluster.sh:
+#                  3 masters + 3 replicas, its directory under this run's work directory,
+#                  stopped at exit), auth-service on AUTH_REDIS_CLUSTER_URLS; memory and
+#                  command counts summed over the masters. Not in the default PARTS
+#                  (another ~5 min, and six more redis-servers on the machine's cores);
+#                  results bench/results/scale-sessions-cluster-*.json
 #   user-sessions  Login/Refresh/Logout/ListSessions of a user holding LEVELS sessions,
 #                  LogoutAll of each, with Introspect running meanwhile
 #   posts          ListPosts first and deep pages and GetPost at POST_SIZES posts, on
@@ -42,7 +49,7 @@ TARGET="${CARGO_TARGET_DIR:-$ROOT/target}"
 BIN="$TARGET/release"
 PGHOST="${PGHOST:-127.0.0.1}" PGPORT="${PGPORT:-5432}" PGUSER="${PGUSER:-postgres}"
 export PGHOST PGPORT PGUSER
-PARTS="${PARTS:-memory sessions user-sessions posts}"
+PARTS="${PARTS:-memory sessions user-sessions posts}"   # sessions-cluster: ask for it
 if [[ "${QUICK:-0}" == 1 ]]; then
   SESSION_SIZES="${SESSION_SIZES:-2000 20000}" POST_SIZES="${POST_SIZES:-2000 20000}"
   MEMORY_SESSIONS="${MEMORY_SESSIONS:-5000}" LEVELS="${LEVELS:-1,10,100}"
@@ -69,7 +76,7 @@ for size in $POST_SIZES; do
   prev=$size
 done
 for part in $PARTS; do
-  case "$part" in memory | sessions | user-sessions | posts) ;; *) fail "unknown part \`$part\`: memory, sessions, user-sessions, posts" ;; esac
+  case "$part" in memory | sessions | sessions-cluster | user-sessions | posts) ;; *) fail "unknown part \`$part\`: memory, sessions, sessions-cluster, user-sessions, posts" ;; esac
 done
 for backend in $POST_BACKENDS; do
   case "$backend" in postgres | sqlite) ;; *) fail "POST_BACKENDS: postgres or sqlite, not \`$backend\`" ;; esac
@@ -89,9 +96,13 @@ mkdir -p "$RESULTS"
 WORK="$(mktemp -d /tmp/bench-scale.XXXXXX)"
 TAG="bench_scale_$(head -c4 /dev/urandom | od -An -tx1 | tr -d ' \n')"
 PIDS=() DBS=()
+# The private Redis Cluster of sessions-cluster (started only by that part).
+export REDIS_CLUSTER_DIR="$WORK/redis-cluster"
+CLUSTER_SH="$ROOT/tests/cluster/redis-cluster.sh"
 cleanup() {
   for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
   for pid in "${PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
+  if [[ -d "$REDIS_CLUSTER_DIR" ]]; then bash "$CLUSTER_SH" stop 2>/dev/null || true; fi
   for db in "${DBS[@]}"; do dropdb --if-exists "$db" 2>/dev/null || true; done
   rm -rf "$WORK"
 }
@@ -111,11 +122,15 @@ REDIS_URL="redis://127.0.0.1:$REDIS_PORT"
 export AUTH_JWT_SECRET="$(head -c 48 /dev/urandom | base64 | tr -d '\n')"
 printf 'private redis on %s, databases %s_*, results in %s\n' "$REDIS_PORT" "$TAG" "$RESULTS"
 
+# start_auth NAME [VAR=VALUE…]: auth-service on the private Redis (the variables given
+# replace AUTH_REDIS_URL, e.g. AUTH_REDIS_CLUSTER_URLS=… for the cluster).
 start_auth() {
   AUTH_PORT="$(free_port)"
   newdb "${TAG}_auth$1"
-  AUTH_LISTEN_ADDR="127.0.0.1:$AUTH_PORT" AUTH_DATABASE_URL="postgres://$PGUSER@$PGHOST:$PGPORT/${TAG}_auth$1" \
-    AUTH_REDIS_URL="$REDIS_URL" AUTH_ACCESS_TOKEN_TTL=2h AUTH_ADDRESS_HASH_LIMIT=1000000 \
+  local redis=("${@:2}")
+  [[ ${#redis[@]} -gt 0 ]] || redis=("AUTH_REDIS_URL=$REDIS_URL")
+  env AUTH_LISTEN_ADDR="127.0.0.1:$AUTH_PORT" AUTH_DATABASE_URL="postgres://$PGUSER@$PGHOST:$PGPORT/${TAG}_auth$1" \
+    "${redis[@]}" AUTH_ACCESS_TOKEN_TTL=2h AUTH_ADDRESS_HASH_LIMIT=1000000 \
     AUTH_ADDRESS_REGISTRATION_LIMIT=1000000 AUTH_LOGIN_THROTTLE=false TOKIO_WORKER_THREADS=1 \
     RUST_LOG=warn "$BIN/auth-service" >"$WORK/auth$1.log" 2>&1 &
   AUTH_PID=$!
@@ -193,6 +208,18 @@ sessions)
       --json "$RESULTS/scale-sessions-$size.json"
     stop "$AUTH_PID"
   done
+  ;;
+sessions-cluster)
+  CLUSTER_URLS="$(bash "$CLUSTER_SH" start)"
+  printf 'private Redis Cluster in %s: %s\n' "$REDIS_CLUSTER_DIR" "$CLUSTER_URLS"
+  for size in $SESSION_SIZES; do
+    start_auth "c$size" AUTH_REDIS_CLUSTER_URLS="$CLUSTER_URLS"
+    "$BIN/scale" sessions --auth-url "http://127.0.0.1:$AUTH_PORT" --redis-cluster-urls "$CLUSTER_URLS" "${LOAD[@]}" \
+      --sessions "$size" --blocked $((size / BLOCKED_SHARE)) --backend redis-cluster \
+      --json "$RESULTS/scale-sessions-cluster-$size.json"
+    stop "$AUTH_PID"
+  done
+  bash "$CLUSTER_SH" stop
   ;;
 user-sessions)
   start_auth u

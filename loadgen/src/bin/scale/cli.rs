@@ -57,11 +57,23 @@ pub struct Load {
 #[derive(Debug, Args)]
 pub struct Store {
     /// Redis of the auth-service under test (a private one: seeding writes millions of keys).
-    #[arg(long, value_parser = parse_redis_url)]
-    pub redis_url: String,
-    #[arg(long, default_value_t = 1)]
+    #[arg(
+        long,
+        value_parser = parse_redis_url,
+        required_unless_present = "redis_cluster_urls",
+        conflicts_with = "redis_cluster_urls"
+    )]
+    pub redis_url: Option<String>,
+    /// Or a Redis Cluster of the auth-service under test (its AUTH_REDIS_CLUSTER_URLS):
+    /// comma-separated seed URLs, every master is found from them (a private cluster:
+    /// seeding writes millions of keys).
+    #[arg(long, value_parser = parse_cluster_urls)]
+    pub redis_cluster_urls: Option<ClusterUrls>,
+    /// One node only (a Redis Cluster has one keyspace).
+    #[arg(long, default_value_t = 1, conflicts_with = "redis_cluster_urls")]
     pub refresh_db: u8,
-    #[arg(long, default_value_t = 2)]
+    /// One node only (a Redis Cluster has one keyspace).
+    #[arg(long, default_value_t = 2, conflicts_with = "redis_cluster_urls")]
     pub blocklist_db: u8,
     /// The first of AUTH_JWT_SECRET's comma-separated secrets signs the seeded tokens.
     #[arg(long, env = "AUTH_JWT_SECRET", hide_env_values = true)]
@@ -83,6 +95,36 @@ pub struct Store {
     #[arg(long)]
     pub keep: bool,
 }
+
+/// Where the seeded state goes: one node (two logical databases) or a Redis Cluster.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Redis<'a> {
+    Node {
+        url: &'a str,
+        refresh_db: u8,
+        blocklist_db: u8,
+    },
+    Cluster(&'a [String]),
+}
+
+impl Store {
+    /// `--redis-url` or `--redis-cluster-urls` (clap requires exactly one).
+    pub fn redis(&self) -> Redis<'_> {
+        match (&self.redis_url, &self.redis_cluster_urls) {
+            (_, Some(ClusterUrls(urls))) => Redis::Cluster(urls),
+            (Some(url), None) => Redis::Node {
+                url,
+                refresh_db: self.refresh_db,
+                blocklist_db: self.blocklist_db,
+            },
+            (None, None) => unreachable!("clap requires --redis-url or --redis-cluster-urls"),
+        }
+    }
+}
+
+/// Seed URLs of a Redis Cluster, each loopback.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClusterUrls(pub Vec<String>);
 
 #[derive(Debug, Args)]
 pub struct SessionsArgs {
@@ -228,6 +270,31 @@ pub fn parse_redis_url(text: &str) -> Result<String, String> {
     Ok(text.trim_end_matches('/').to_owned())
 }
 
+/// `URL,URL,…` of `redis://` loopback nodes (as AUTH_REDIS_CLUSTER_URLS; empty entries
+/// are dropped, as auth-service drops them), none naming a database, none twice.
+pub fn parse_cluster_urls(text: &str) -> Result<ClusterUrls, String> {
+    let mut urls: Vec<String> = Vec::new();
+    for part in text.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let url = parse_redis_url(part).map_err(|e| {
+            if e.contains("names a database") {
+                format!("`{part}` names a database: a Redis Cluster has one keyspace")
+            } else {
+                e
+            }
+        })?;
+        if urls.contains(&url) {
+            return Err(format!("`{part}` is listed twice"));
+        }
+        urls.push(url);
+    }
+    if urls.is_empty() {
+        return Err(format!(
+            "`{text}` lists no URL: write redis://127.0.0.1:<port>,redis://127.0.0.1:<port>,…"
+        ));
+    }
+    Ok(ClusterUrls(urls))
+}
+
 pub fn parse_loopback_url(text: &str) -> Result<String, String> {
     let uri: http::Uri = text
         .parse()
@@ -320,5 +387,117 @@ mod tests {
         args.extend(STORE);
         assert!(parse(&args).is_ok());
         assert!(parse(&["sessions"]).is_err(), "--redis-url is required");
+    }
+
+    const CLUSTER: &str = "redis://127.0.0.1:7001,redis://127.0.0.1:7002";
+
+    #[test]
+    fn a_loopback_cluster_is_accepted_instead_of_a_node() {
+        assert_eq!(
+            parse_cluster_urls(" redis://127.0.0.1:7001/ ,, redis://localhost:7002,"),
+            Ok(ClusterUrls(vec![
+                "redis://127.0.0.1:7001".to_owned(),
+                "redis://localhost:7002".to_owned()
+            ]))
+        );
+        assert!(parse_cluster_urls("").unwrap_err().contains("lists no URL"));
+        assert!(
+            parse_cluster_urls(" , ")
+                .unwrap_err()
+                .contains("lists no URL")
+        );
+        assert!(
+            parse_cluster_urls("redis://127.0.0.1:7001,redis://10.0.0.1:7002")
+                .unwrap_err()
+                .contains("only a loopback Redis")
+        );
+        assert!(
+            parse_cluster_urls("redis://127.0.0.1:7001/0")
+                .unwrap_err()
+                .contains("one keyspace")
+        );
+        assert!(
+            parse_cluster_urls("redis://127.0.0.1:7001,redis://127.0.0.1:7001")
+                .unwrap_err()
+                .contains("twice")
+        );
+        assert!(parse_cluster_urls("127.0.0.1:7001").is_err());
+
+        let cli = parse(&[
+            "sessions",
+            "--redis-cluster-urls",
+            CLUSTER,
+            "--jwt-secret",
+            "s",
+        ])
+        .expect("a cluster alone is enough");
+        let Command::Sessions(args) = cli.command else {
+            panic!("sessions")
+        };
+        assert_eq!(
+            args.store.redis(),
+            Redis::Cluster(&[
+                "redis://127.0.0.1:7001".to_owned(),
+                "redis://127.0.0.1:7002".to_owned()
+            ])
+        );
+        let mut args = vec!["user-sessions", "--redis-cluster-urls", CLUSTER];
+        args.extend(["--jwt-secret", "s"]);
+        assert!(parse(&args).is_ok());
+    }
+
+    #[test]
+    fn a_node_and_a_cluster_are_mutually_exclusive() {
+        let mut args = vec!["sessions", "--redis-cluster-urls", CLUSTER];
+        args.extend(STORE);
+        let error = parse(&args).unwrap_err();
+        assert_eq!(error.kind(), clap::error::ErrorKind::ArgumentConflict);
+        // Database numbers are one node's: refused with a cluster, defaulted without one.
+        for flag in ["--refresh-db", "--blocklist-db"] {
+            let args = [
+                "sessions",
+                "--redis-cluster-urls",
+                CLUSTER,
+                flag,
+                "3",
+                "--jwt-secret",
+                "s",
+            ];
+            let error = parse(&args).unwrap_err();
+            assert_eq!(error.kind(), clap::error::ErrorKind::ArgumentConflict);
+        }
+        let cli = parse(&{
+            let mut args = vec!["sessions"];
+            args.extend(STORE);
+            args
+        })
+        .unwrap();
+        let Command::Sessions(args) = cli.command else {
+            panic!("sessions")
+        };
+        assert_eq!(
+            args.store.redis(),
+            Redis::Node {
+                url: "redis://127.0.0.1:6390",
+                refresh_db: 1,
+                blocklist_db: 2
+            }
+        );
+        let error = parse(&["sessions", "--jwt-secret", "s"]).unwrap_err();
+        assert_eq!(
+            error.kind(),
+            clap::error::ErrorKind::MissingRequiredArgument
+        );
+        assert!(error.to_string().contains("--redis-url"));
+        assert!(
+            parse(&[
+                "sessions",
+                "--redis-cluster-urls",
+                "redis://10.1.1.1:7001",
+                "--jwt-secret",
+                "s"
+            ])
+            .is_err()
+        );
     }
 }

@@ -110,12 +110,7 @@ impl Timer {
 }
 
 pub async fn run(args: UserSessionsArgs) -> anyhow::Result<()> {
-    let raw = Raw::connect(
-        &args.store.redis_url,
-        args.store.refresh_db,
-        args.store.blocklist_db,
-    )
-    .await?;
+    let raw = Raw::connect(&args.store.redis()).await?;
     sessions::ensure_empty(&raw, args.store.force).await?;
     let issuer = Issuer::connect(&args.store).await?;
     let channels = util::connect(&args.auth_url, args.load.connections).await?;

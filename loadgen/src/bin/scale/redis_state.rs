@@ -10,32 +10,171 @@ use redis::aio::MultiplexedConnection;
 use serde::Serialize;
 use uuid::Uuid;
 
-/// One raw connection per logical database.
+use crate::cli::Redis;
+
+/// The keys of one logical database of a node, or the one keyspace of a Redis Cluster
+/// (then one connection per master, each holding its own slots' keys).
+pub struct Keyspace {
+    /// `refresh` or `blocklist` on one node; `cluster` on a Redis Cluster.
+    pub name: &'static str,
+    pub conns: Vec<MultiplexedConnection>,
+}
+
+/// Raw connections to where the seeded state lives: its keyspaces, and one connection
+/// per server whose memory and command counts are summed (the node; every master).
 pub struct Raw {
-    pub refresh: MultiplexedConnection,
-    pub blocklist: MultiplexedConnection,
+    pub keyspaces: Vec<Keyspace>,
+    pub servers: Vec<MultiplexedConnection>,
+    /// `host:port` of every master (a cluster), for the report.
+    pub masters: Vec<String>,
+}
+
+async fn open(url: &str) -> anyhow::Result<MultiplexedConnection> {
+    redis::Client::open(url)?
+        .get_multiplexed_async_connection()
+        .await
+        .with_context(|| format!("cannot connect to {url}"))
 }
 
 impl Raw {
-    pub async fn connect(url: &str, refresh_db: u8, blocklist_db: u8) -> anyhow::Result<Self> {
-        let open = |db: u8| async move {
-            redis::Client::open(format!("{url}/{db}"))?
-                .get_multiplexed_async_connection()
-                .await
-                .with_context(|| format!("cannot connect to {url} (database {db})"))
-        };
-        Ok(Self {
-            refresh: open(refresh_db).await?,
-            blocklist: open(blocklist_db).await?,
-        })
+    pub async fn connect(redis: &Redis<'_>) -> anyhow::Result<Self> {
+        match *redis {
+            Redis::Node {
+                url,
+                refresh_db,
+                blocklist_db,
+            } => {
+                let refresh = open(&format!("{url}/{refresh_db}")).await?;
+                let blocklist = open(&format!("{url}/{blocklist_db}")).await?;
+                Ok(Self {
+                    servers: vec![refresh.clone()],
+                    keyspaces: vec![
+                        Keyspace {
+                            name: "refresh",
+                            conns: vec![refresh],
+                        },
+                        Keyspace {
+                            name: "blocklist",
+                            conns: vec![blocklist],
+                        },
+                    ],
+                    masters: Vec::new(),
+                })
+            }
+            Redis::Cluster(urls) => {
+                let masters = cluster_masters(urls).await?;
+                let mut conns = Vec::with_capacity(masters.len());
+                for address in &masters {
+                    conns.push(open(&format!("redis://{address}")).await?);
+                }
+                Ok(Self {
+                    servers: conns.clone(),
+                    keyspaces: vec![Keyspace {
+                        name: "cluster",
+                        conns,
+                    }],
+                    masters,
+                })
+            }
+        }
     }
 
-    pub fn both(&self) -> [(&'static str, MultiplexedConnection); 2] {
-        [
-            ("refresh", self.refresh.clone()),
-            ("blocklist", self.blocklist.clone()),
-        ]
+    /// Keys of the keyspace `name` (summed over its masters); `None` if there is none.
+    pub async fn dbsize(&self, name: &str) -> anyhow::Result<Option<u64>> {
+        let Some(keyspace) = self.keyspaces.iter().find(|k| k.name == name) else {
+            return Ok(None);
+        };
+        let mut keys = 0;
+        for conn in &keyspace.conns {
+            keys += dbsize(&mut conn.clone()).await?;
+        }
+        Ok(Some(keys))
     }
+
+    /// `used_memory`, summed over the servers.
+    pub async fn used_memory(&self) -> anyhow::Result<u64> {
+        let mut bytes = 0;
+        for conn in &self.servers {
+            bytes += used_memory(&mut conn.clone()).await?;
+        }
+        Ok(bytes)
+    }
+
+    /// Calls of `command` since the last `reset_stats`, summed over the servers.
+    pub async fn command_calls(&self, command: &str) -> anyhow::Result<u64> {
+        let mut calls = 0;
+        for conn in &self.servers {
+            calls += command_calls(&mut conn.clone(), command).await?;
+        }
+        Ok(calls)
+    }
+
+    /// `CONFIG RESETSTAT` on every server.
+    pub async fn reset_stats(&self) -> anyhow::Result<()> {
+        for conn in &self.servers {
+            reset_stats(&mut conn.clone()).await?;
+        }
+        Ok(())
+    }
+}
+
+/// The masters that serve slots (`host:port`), from the first of `urls` that answers
+/// `CLUSTER NODES`: every one must be loopback, as the seeds are.
+async fn cluster_masters(urls: &[String]) -> anyhow::Result<Vec<String>> {
+    let mut failures = Vec::new();
+    for url in urls {
+        let asked = async {
+            let mut conn = open(url).await?;
+            redis::cmd("CLUSTER")
+                .arg("NODES")
+                .query_async::<String>(&mut conn)
+                .await
+                .with_context(|| {
+                    format!("{url} does not answer CLUSTER NODES (is it a Redis Cluster node?)")
+                })
+        };
+        match tokio::time::timeout(std::time::Duration::from_secs(5), asked).await {
+            Ok(Ok(nodes)) => {
+                let masters = masters_of(&nodes);
+                anyhow::ensure!(
+                    !masters.is_empty(),
+                    "{url}: CLUSTER NODES lists no master serving slots"
+                );
+                if let Some(far) = masters
+                    .iter()
+                    .find(|m| crate::cli::parse_redis_url(&format!("redis://{m}")).is_err())
+                {
+                    anyhow::bail!(
+                        "the cluster of {url} has a master at {far}: only a loopback Redis may be seeded"
+                    );
+                }
+                return Ok(masters);
+            }
+            Ok(Err(error)) => failures.push(format!("{error:#}")),
+            Err(_) => failures.push(format!("{url}: no answer within 5 s")),
+        }
+    }
+    anyhow::bail!(
+        "no seed of --redis-cluster-urls answered: {}",
+        failures.join("; ")
+    )
+}
+
+/// `CLUSTER NODES` lines (`<id> <ip:port@bus[,hostname]> <flags> <master> … [slots…]`):
+/// the address of every master that is not failed and serves slots, sorted.
+fn masters_of(nodes: &str) -> Vec<String> {
+    let mut masters: Vec<String> = nodes
+        .lines()
+        .map(|line| line.split_whitespace().collect::<Vec<_>>())
+        .filter(|f| f.len() > 8)
+        .filter(|f| {
+            let flags: Vec<&str> = f[2].split(',').collect();
+            flags.contains(&"master") && !flags.iter().any(|x| x.starts_with("fail"))
+        })
+        .filter_map(|f| f[1].split(['@', ',']).next().map(str::to_owned))
+        .collect();
+    masters.sort();
+    masters
 }
 
 pub async fn dbsize(conn: &mut MultiplexedConnection) -> anyhow::Result<u64> {
@@ -90,53 +229,70 @@ pub struct Group {
     pub total_bytes: f64,
 }
 
-/// Accounts every key of each database: scanned in full below `scan_limit` keys,
-/// else `samples` keys drawn with RANDOMKEY (and any key holding more than 1,000
-/// elements measured on its own, as the single metrics keys are).
+/// Accounts every key of each keyspace: scanned in full below `scan_limit` keys,
+/// else `samples` keys drawn with RANDOMKEY (on a cluster, from each master in
+/// proportion to its keys; and any key holding more than 1,000 elements measured on
+/// its own, as the single metrics keys are).
 pub async fn account(raw: &Raw, scan_limit: u64, samples: usize) -> anyhow::Result<Vec<Group>> {
     let mut groups = Vec::new();
-    for (database, mut conn) in raw.both() {
-        let size = dbsize(&mut conn).await?;
-        if size == 0 {
+    for keyspace in &raw.keyspaces {
+        let mut sizes = Vec::with_capacity(keyspace.conns.len());
+        for conn in &keyspace.conns {
+            sizes.push(dbsize(&mut conn.clone()).await?);
+        }
+        let total: u64 = sizes.iter().sum();
+        if total == 0 {
             continue;
         }
-        let (names, exact): (Vec<String>, bool) = if size <= scan_limit {
-            (scan_all(&mut conn).await?, true)
-        } else {
-            let mut names = Vec::with_capacity(samples);
-            for _ in 0..samples {
-                let name: Option<String> = redis::cmd("RANDOMKEY").query_async(&mut conn).await?;
-                names.extend(name);
+        let exact = total <= scan_limit;
+        // (prefix, type) → (estimated keys, sampled keys, estimated bytes)
+        let mut by_prefix: BTreeMap<(String, String), (f64, usize, f64)> = BTreeMap::new();
+        for (conn, size) in keyspace.conns.iter().zip(sizes) {
+            if size == 0 {
+                continue;
             }
-            (names, false)
-        };
-        // Sampled: untagged keys are few and some are huge (see `big_untagged`).
-        let names: Vec<String> = names
-            .into_iter()
-            .filter(|name| exact || name.contains('{'))
-            .collect();
-        let mut by_prefix: BTreeMap<(String, String), Vec<u64>> = BTreeMap::new();
-        for name in &names {
-            let (key_type, bytes) = usage(&mut conn, name).await?;
-            let prefix = name.split('{').next().unwrap_or(name).to_owned();
-            by_prefix.entry((prefix, key_type)).or_default().push(bytes);
-        }
-        let sampled_total = names.len().max(1) as f64;
-        for ((prefix, key_type), sizes) in by_prefix {
-            let keys = if exact {
-                sizes.len() as f64
+            let mut conn = conn.clone();
+            let names: Vec<String> = if exact {
+                scan_all(&mut conn).await?
             } else {
-                size as f64 * sizes.len() as f64 / sampled_total
+                let draws = (samples as u64 * size).div_ceil(total);
+                let mut names = Vec::with_capacity(draws as usize);
+                for _ in 0..draws {
+                    let name: Option<String> =
+                        redis::cmd("RANDOMKEY").query_async(&mut conn).await?;
+                    names.extend(name);
+                }
+                names
             };
-            let mean = sizes.iter().sum::<u64>() as f64 / sizes.len() as f64;
+            // Sampled: untagged keys are few and some are huge (see `big_untagged`).
+            let names: Vec<String> = names
+                .into_iter()
+                .filter(|name| exact || name.contains('{'))
+                .collect();
+            // Each key sampled here stands for size / sampled keys of this server.
+            let scale = if exact {
+                1.0
+            } else {
+                size as f64 / names.len().max(1) as f64
+            };
+            for name in &names {
+                let (key_type, bytes) = usage(&mut conn, name).await?;
+                let prefix = name.split('{').next().unwrap_or(name).to_owned();
+                let entry = by_prefix.entry((prefix, key_type)).or_default();
+                entry.0 += scale;
+                entry.1 += 1;
+                entry.2 += scale * bytes as f64;
+            }
+        }
+        for ((prefix, key_type), (keys, sampled, total_bytes)) in by_prefix {
             groups.push(Group {
-                database,
+                database: keyspace.name,
                 prefix,
                 key_type,
                 keys,
-                sampled: sizes.len(),
-                mean_bytes: mean,
-                total_bytes: keys * mean,
+                sampled,
+                mean_bytes: total_bytes / keys,
+                total_bytes,
             });
         }
     }
@@ -161,21 +317,24 @@ async fn usage(conn: &mut MultiplexedConnection, name: &str) -> anyhow::Result<(
 /// found by name.
 pub async fn big_untagged(raw: &Raw, scan_limit: u64) -> anyhow::Result<Vec<Group>> {
     let mut groups = Vec::new();
-    for (database, mut conn) in raw.both() {
-        if dbsize(&mut conn).await? <= scan_limit {
+    for keyspace in &raw.keyspaces {
+        if raw.dbsize(keyspace.name).await?.unwrap_or(0) <= scan_limit {
             continue;
         }
-        for name in scan_matching(&mut conn, "auth:metrics:*").await? {
-            let (key_type, bytes) = usage(&mut conn, &name).await?;
-            groups.push(Group {
-                database,
-                prefix: name,
-                key_type,
-                keys: 1.0,
-                sampled: 1,
-                mean_bytes: bytes as f64,
-                total_bytes: bytes as f64,
-            });
+        for conn in &keyspace.conns {
+            let mut conn = conn.clone();
+            for name in scan_matching(&mut conn, "auth:metrics:*").await? {
+                let (key_type, bytes) = usage(&mut conn, &name).await?;
+                groups.push(Group {
+                    database: keyspace.name,
+                    prefix: name,
+                    key_type,
+                    keys: 1.0,
+                    sampled: 1,
+                    mean_bytes: bytes as f64,
+                    total_bytes: bytes as f64,
+                });
+            }
         }
     }
     Ok(groups)
@@ -220,7 +379,8 @@ fn tagged_user(name: &str) -> Option<Uuid> {
 /// (keys unlinked, members removed).
 pub async fn clean_up(raw: &Raw, users: &HashSet<Uuid>) -> anyhow::Result<(u64, u64)> {
     let (mut keys, mut members) = (0u64, 0u64);
-    for (_, mut conn) in raw.both() {
+    // On a cluster each master is scanned for its own keys and unlinks them itself.
+    for mut conn in raw.keyspaces.iter().flat_map(|k| k.conns.iter().cloned()) {
         let mut cursor: u64 = 0;
         loop {
             let (next, batch): (u64, Vec<String>) = redis::cmd("SCAN")
@@ -315,5 +475,22 @@ mod tests {
             info_field(stats, "cmdstat_hmget"),
             Some("calls=42,usec=1,usec_per_call=0.1")
         );
+    }
+
+    #[test]
+    fn masters_serving_slots_are_read_from_cluster_nodes() {
+        let nodes = "\
+a1 127.0.0.1:7001@17001 myself,master - 0 0 1 connected 0-5460
+a2 127.0.0.1:7002@17002,host2 master - 0 0 2 connected 5461-10922
+a3 127.0.0.1:7003@17003 master,fail - 0 0 3 connected 10923-16383
+r3 127.0.0.1:7006@17006 master - 0 0 4 connected 10923-16383
+r1 127.0.0.1:7004@17004 slave a1 0 0 1 connected
+old 127.0.0.1:7007@17007 master - 0 0 5 connected
+";
+        assert_eq!(
+            masters_of(nodes),
+            ["127.0.0.1:7001", "127.0.0.1:7002", "127.0.0.1:7006"]
+        );
+        assert!(masters_of("").is_empty());
     }
 }

@@ -25,7 +25,7 @@ use tonic::transport::Channel;
 use uuid::Uuid;
 
 use crate::{
-    cli::{SessionsArgs, Store},
+    cli::{Redis, SessionsArgs, Store},
     harness::{self, Caller, Failure, Rng, Stats, failure},
     redis_state::{self, Group, Raw},
     util,
@@ -59,12 +59,20 @@ impl Issuer {
             store.access_ttl,
             store.refresh_ttl,
         );
-        let tokens = RedisTokenStore::connect(
-            RedisTarget::Node {
-                url: &store.redis_url,
-                refresh_db: store.refresh_db,
-                blocklist_db: store.blocklist_db,
+        let target = match store.redis() {
+            Redis::Node {
+                url,
+                refresh_db,
+                blocklist_db,
+            } => RedisTarget::Node {
+                url,
+                refresh_db,
+                blocklist_db,
             },
+            Redis::Cluster(urls) => RedisTarget::Cluster { urls },
+        };
+        let tokens = RedisTokenStore::connect(
+            target,
             RedisOptions {
                 refresh_ttl: store.refresh_ttl,
                 timeout: Duration::from_secs(5),
@@ -135,20 +143,33 @@ impl Issuer {
     }
 }
 
-/// Refuses to seed into databases that hold keys, unless `--force`.
+/// Refuses to seed into databases (a cluster: masters) that hold keys, unless `--force`.
 pub async fn ensure_empty(raw: &Raw, force: bool) -> anyhow::Result<()> {
-    for (name, mut conn) in raw.both() {
-        let keys = redis_state::dbsize(&mut conn).await?;
-        anyhow::ensure!(
-            keys == 0 || force,
-            "the {name} database of Redis holds {keys} keys: seed into an empty one (a private redis-server), or pass --force"
-        );
+    for keyspace in &raw.keyspaces {
+        let keys = raw.dbsize(keyspace.name).await?.unwrap_or(0);
+        if keyspace.name == "cluster" {
+            anyhow::ensure!(
+                keys == 0 || force,
+                "the Redis Cluster holds {keys} keys on its {} masters: seed into an empty one (a private cluster), or pass --force",
+                raw.masters.len()
+            );
+        } else {
+            anyhow::ensure!(
+                keys == 0 || force,
+                "the {} database of Redis holds {keys} keys: seed into an empty one (a private redis-server), or pass --force",
+                keyspace.name
+            );
+        }
     }
     Ok(())
 }
 
 #[derive(Serialize)]
 pub struct MemoryReport {
+    /// `node`, or `cluster` (then memory and keys are summed over `masters`).
+    pub redis: &'static str,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub masters: Vec<String>,
     pub sessions: usize,
     pub users: usize,
     pub sessions_per_user: usize,
@@ -160,8 +181,13 @@ pub struct MemoryReport {
     pub bytes_per_session: f64,
     /// Σ keys × MEMORY USAGE over the groups / sessions: the cross-check.
     pub bytes_per_session_by_keys: f64,
-    pub keys_refresh_db: u64,
-    pub keys_blocklist_db: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub keys_refresh_db: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub keys_blocklist_db: Option<u64>,
+    /// Keys of a Redis Cluster's one keyspace.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub keys_cluster: Option<u64>,
     pub groups: Vec<Group>,
 }
 
@@ -174,7 +200,10 @@ pub struct BlockedReport {
     /// session and blocked its access token.
     pub bytes_per_blocked_token: f64,
     pub bytes_per_blocked_token_by_keys: f64,
-    pub keys_blocklist_db: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub keys_blocklist_db: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub keys_cluster: Option<u64>,
     pub groups: Vec<Group>,
 }
 
@@ -186,7 +215,8 @@ pub struct IntrospectRun {
     pub stats: Stats,
     /// rps / the mean rate of health measured right before and right after.
     pub ratio_to_health: f64,
-    /// 1 − (HMGETs Redis served) / (Introspect calls answered), over the measured window.
+    /// 1 − (HMGETs Redis served) / (Introspect calls answered), over the measured window
+    /// (HMGETs summed over every master of a cluster).
     pub cache_hit_rate: Option<f64>,
 }
 
@@ -214,15 +244,16 @@ fn per_session(groups: &[Group], n: usize) -> f64 {
 }
 
 pub async fn run(args: SessionsArgs) -> anyhow::Result<()> {
-    let raw = Raw::connect(
-        &args.store.redis_url,
-        args.store.refresh_db,
-        args.store.blocklist_db,
-    )
-    .await?;
+    let raw = Raw::connect(&args.store.redis()).await?;
+    if !raw.masters.is_empty() {
+        eprintln!(
+            "Redis Cluster: {} masters ({}); memory and commands summed over them",
+            raw.masters.len(),
+            raw.masters.join(", ")
+        );
+    }
     ensure_empty(&raw, args.store.force).await?;
     let issuer = Issuer::connect(&args.store).await?;
-    let mut admin = raw.refresh.clone();
 
     let n = args.sessions;
     let per_user = args.sessions_per_user.min(n);
@@ -235,7 +266,7 @@ pub async fn run(args: SessionsArgs) -> anyhow::Result<()> {
         .collect();
     let seeded_users: HashSet<Uuid> = users.iter().copied().collect();
 
-    let before = redis_state::used_memory(&mut admin).await?;
+    let before = raw.used_memory().await?;
     eprintln!(
         "seeding {n} sessions of {} users through the token store …",
         users.len()
@@ -247,10 +278,16 @@ pub async fn run(args: SessionsArgs) -> anyhow::Result<()> {
         })
         .await?;
     let seed_s = started.elapsed().as_secs_f64();
-    let after = redis_state::used_memory(&mut admin).await?;
+    let after = raw.used_memory().await?;
     let mut groups = redis_state::account(&raw, SCAN_LIMIT, SAMPLES).await?;
     groups.extend(redis_state::big_untagged(&raw, SCAN_LIMIT).await?);
     let memory = MemoryReport {
+        redis: if raw.masters.is_empty() {
+            "node"
+        } else {
+            "cluster"
+        },
+        masters: raw.masters.clone(),
         sessions: n,
         users: users.len(),
         sessions_per_user: per_user,
@@ -260,8 +297,9 @@ pub async fn run(args: SessionsArgs) -> anyhow::Result<()> {
         used_memory_after: after,
         bytes_per_session: (after as f64 - before as f64) / n as f64,
         bytes_per_session_by_keys: per_session(&groups, n),
-        keys_refresh_db: redis_state::dbsize(&mut raw.refresh.clone()).await?,
-        keys_blocklist_db: redis_state::dbsize(&mut raw.blocklist.clone()).await?,
+        keys_refresh_db: raw.dbsize("refresh").await?,
+        keys_blocklist_db: raw.dbsize("blocklist").await?,
+        keys_cluster: raw.dbsize("cluster").await?,
         groups,
     };
     eprintln!(
@@ -319,7 +357,7 @@ pub async fn run(args: SessionsArgs) -> anyhow::Result<()> {
             if !load.warmup.is_zero() {
                 harness::run(callers(1), Duration::ZERO, load.warmup, util::CALL_TIMEOUT).await?;
             }
-            redis_state::reset_stats(&mut admin).await?;
+            raw.reset_stats().await?;
             calls.store(0, Ordering::Relaxed);
             let stats = harness::run(
                 callers(2),
@@ -328,7 +366,7 @@ pub async fn run(args: SessionsArgs) -> anyhow::Result<()> {
                 util::CALL_TIMEOUT,
             )
             .await?;
-            let hmgets = redis_state::command_calls(&mut admin, "hmget").await?;
+            let hmgets = raw.command_calls("hmget").await?;
             let answered = calls.load(Ordering::Relaxed);
             let hit_rate = (answered > 0).then(|| 1.0 - hmgets as f64 / answered as f64);
             eprintln!(
@@ -364,7 +402,7 @@ pub async fn run(args: SessionsArgs) -> anyhow::Result<()> {
 
     let m = args.blocked.min(n);
     if m > 0 {
-        let before = redis_state::used_memory(&mut admin).await?;
+        let before = raw.used_memory().await?;
         let started = Instant::now();
         let victims: Arc<[(Uuid, Uuid)]> = (0..m).map(|i| (plan[i].0, kept[i].1)).collect();
         let tasks = args.store.seed_concurrency.min(m);
@@ -385,11 +423,11 @@ pub async fn run(args: SessionsArgs) -> anyhow::Result<()> {
             handle.await.context("a revoking task panicked")??;
         }
         let revoke_s = started.elapsed().as_secs_f64();
-        let after = redis_state::used_memory(&mut admin).await?;
+        let after = raw.used_memory().await?;
         let groups: Vec<Group> = redis_state::account(&raw, SCAN_LIMIT, SAMPLES)
             .await?
             .into_iter()
-            .filter(|g| g.database == "blocklist" && g.prefix.starts_with("auth:blocked"))
+            .filter(|g| g.database != "refresh" && g.prefix.starts_with("auth:blocked"))
             .collect();
         let blocked = BlockedReport {
             blocked: m,
@@ -398,7 +436,8 @@ pub async fn run(args: SessionsArgs) -> anyhow::Result<()> {
             bytes_per_blocked_token: (after as f64 - before as f64) / m as f64
                 + report.memory.bytes_per_session,
             bytes_per_blocked_token_by_keys: per_session(&groups, m),
-            keys_blocklist_db: redis_state::dbsize(&mut raw.blocklist.clone()).await?,
+            keys_blocklist_db: raw.dbsize("blocklist").await?,
+            keys_cluster: raw.dbsize("cluster").await?,
             groups,
         };
         eprintln!(
@@ -417,7 +456,7 @@ pub async fn run(args: SessionsArgs) -> anyhow::Result<()> {
 pub async fn clean_up(raw: &Raw, users: &HashSet<Uuid>) -> anyhow::Result<Cleanup> {
     let started = Instant::now();
     let (keys, members) = redis_state::clean_up(raw, users).await?;
-    let after = redis_state::used_memory(&mut raw.refresh.clone()).await?;
+    let after = raw.used_memory().await?;
     let seconds = started.elapsed().as_secs_f64();
     eprintln!(
         "cleaned up: {keys} keys unlinked, {members} members removed in {seconds:.1}s; used_memory {after}"
