@@ -16,6 +16,7 @@ use pair_proto::{
     },
     blog::v1::blog_service_client::BlogServiceClient,
 };
+use sqlx::Connection as _;
 use support::faults::*;
 use support::{
     Backend, PASSWORD, authed,
@@ -416,6 +417,121 @@ async fn two_instances_on_one_redis_see_each_others_revocations_despite_the_cach
         "introspect cache: B saw a logout through A after {logout_seen:?}, a rename after \
          {rename_seen:?} (first answer {seen:?}), a revocation across a cut tracking \
          connection after {cut_seen:?}"
+    );
+    a.stop().await;
+    b.stop().await;
+}
+
+/// GetProfile of `token` until `done`; how long that took.
+async fn profile_until(
+    client: &mut Auth,
+    token: &str,
+    what: &str,
+    limit: Duration,
+    done: impl Fn(&auth::User) -> bool,
+) -> Duration {
+    let started = Instant::now();
+    loop {
+        let user = guarded("GetProfile", get_profile(client, token))
+            .await
+            .expect("get profile");
+        if done(&user) {
+            return started.elapsed();
+        }
+        assert!(
+            started.elapsed() < limit,
+            "{what} within {limit:?}: {user:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_instances_on_one_redis_see_each_others_profile_changes_despite_the_profile_cache() {
+    let redis = PrivateRedis::start().await;
+    let database = fresh_database("profilecache").await;
+    let config = auth_on(database.clone(), redis.url()).await;
+    let (a, b) = (start_auth(config.clone()).await, start_auth(config).await);
+    let mut auth_a = AuthServiceClient::new(a.channel().await);
+    let mut auth_b = AuthServiceClient::new(b.channel().await);
+    let mut admin = redis::Client::open(redis.url())
+        .expect("redis url")
+        .get_multiplexed_async_connection()
+        .await
+        .expect("redis");
+    wait_for_tracking(&mut admin, 2).await;
+    let (user, first) = register_and_login(&mut auth_a, "profiled").await;
+    let second = login(&mut auth_a, &user.username, PASSWORD)
+        .await
+        .expect("login");
+    let mut sql = sqlx::PgConnection::connect(&database)
+        .await
+        .expect("postgres");
+
+    // B reads the profile once, then serves it from memory: an edit of the row by hand
+    // is not seen until the remembered profile is PROFILE_MAX_AGE (5 s) old.
+    assert_eq!(
+        get_profile(&mut auth_b, &first.access_token)
+            .await
+            .expect("profile")
+            .email,
+        user.email
+    );
+    let edited = format!("{}@edited.example.com", user.username);
+    let edited_at = Instant::now();
+    sqlx::query("UPDATE users SET email = $1 WHERE id = $2::uuid")
+        .bind(&edited)
+        .bind(&user.id)
+        .execute(&mut sql)
+        .await
+        .expect("edit by hand");
+    assert_eq!(
+        get_profile(&mut auth_b, &first.access_token)
+            .await
+            .expect("profile")
+            .email,
+        user.email,
+        "the second GetProfile was answered from memory"
+    );
+    profile_until(
+        &mut auth_b,
+        &first.access_token,
+        "B reads the edited row again",
+        Duration::from_secs(10),
+        |seen| seen.email == edited,
+    )
+    .await;
+    let aged = edited_at.elapsed();
+    assert!(
+        aged >= Duration::from_secs(4),
+        "served from memory for {aged:?} only"
+    );
+
+    // UpdateProfile through A, with the other session: B answers the new email for the
+    // first session once Redis's push for the user's sessions has arrived.
+    let renamed = unique_name("reprofiled");
+    auth_a
+        .update_profile(authed(
+            &second.access_token,
+            auth::UpdateProfileRequest {
+                username: None,
+                email: Some(format!("{renamed}@example.com")),
+            },
+        ))
+        .await
+        .expect("update profile");
+    let update_seen = profile_until(
+        &mut auth_b,
+        &first.access_token,
+        "B answers the email changed through A",
+        Duration::from_secs(2),
+        |seen| seen.email == format!("{renamed}@example.com"),
+    )
+    .await;
+    assert!(update_seen < Duration::from_secs(1), "took {update_seen:?}");
+    println!(
+        "profile cache: B served a hand edit after {aged:?} (PROFILE_MAX_AGE 5 s), an \
+         UpdateProfile through A after {update_seen:?}"
     );
     a.stop().await;
     b.stop().await;

@@ -275,12 +275,25 @@ impl AuthCore {
         }
     }
 
+    /// The caller's user. Remembered with the caller's Introspect answer on a Redis token
+    /// store (`store/tracked.rs`): a profile change writes the user's sessions too, and
+    /// Redis's push drops both on every instance.
     pub async fn profile(&self, principal: &Principal) -> Result<User, AuthError> {
-        self.users
+        let ticket = match self.tokens.remembered_profile(&principal.claims) {
+            Ok(user) => return Ok(User::clone(&user)),
+            Err(ticket) => ticket,
+        };
+        let user = self
+            .users
             .find_by_id(principal.claims.sub)
             .await?
             .map(|found| found.user)
-            .ok_or(AuthError::Unauthenticated("the user no longer exists"))
+            .ok_or(AuthError::Unauthenticated("the user no longer exists"))?;
+        if let Some(ticket) = ticket {
+            self.tokens
+                .remember_profile(ticket, &principal.claims, Arc::new(user.clone()));
+        }
+        Ok(user)
     }
 
     pub async fn update_profile(

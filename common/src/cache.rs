@@ -196,6 +196,34 @@ impl<P: Policy> ChangeCache<P> {
         }
     }
 
+    /// A ticket for [`Self::amend`] (or [`Self::keep`]) without a lookup; `None` when the
+    /// cache is not serving.
+    pub fn ticket(&self) -> Option<Ticket> {
+        let state = self.state();
+        state.serving().then_some(Ticket(state.generation))
+    }
+
+    /// Changes the value kept under `key`, with what was read after `ticket` was taken, if
+    /// it is still kept and nothing was dropped since; whether it was changed. Never adds
+    /// an entry: what is kept was vouched for by the read that kept it, and an addition to
+    /// it may be read later. A weight that grows is counted; room is made at the next
+    /// keep.
+    pub fn amend(&self, ticket: Ticket, key: &P::Key, change: impl FnOnce(&mut P::Value)) -> bool {
+        let mut state = self.state();
+        if !state.serving() || state.generation != ticket.0 {
+            return false;
+        }
+        let state = &mut *state;
+        let Some(kept) = state.entries.get_mut(key) else {
+            return false;
+        };
+        change(&mut kept.value);
+        let weight = P::weight(key, &kept.value);
+        state.weight = state.weight - kept.weight + weight;
+        kept.weight = weight;
+        true
+    }
+
     /// Keeps `value`, read after `ticket` was taken, unless anything was dropped since or
     /// the cache is not serving; whether it was kept.
     pub fn keep(&self, ticket: Ticket, key: P::Key, value: P::Value) -> bool {

@@ -1,13 +1,15 @@
 //! The token store: live sessions (the current refresh token of each, naming its access
 //! twin) and blocked access tokens (docs/ARCHITECTURE.md, "Tokens and sessions").
 
-use std::time::Duration;
+use std::{sync::Arc, time::Duration};
 
 use async_trait::async_trait;
+use pair_common::cache::Ticket;
 use uuid::Uuid;
 
 use crate::{
     admission::Budget,
+    domain::User,
     error::StoreError,
     tokens::{Claims, IssuedPair},
 };
@@ -79,6 +81,19 @@ pub trait TokenStore: Send + Sync + 'static {
     /// The user's current username if `access` is the current access token of a live
     /// session and is not blocked; `None` otherwise.
     async fn check_access(&self, access: &Claims) -> Result<Option<String>, StoreError>;
+
+    /// GetProfile's user as remembered with `access`'s Introspect answer, or a ticket to
+    /// remember it once read (`None`: do not). A store without an Introspect cache
+    /// remembers nothing.
+    fn remembered_profile(&self, access: &Claims) -> Result<Arc<User>, Option<Ticket>> {
+        let _ = access;
+        Err(None)
+    }
+
+    /// Remembers `user`, read after `ticket` was taken, with `access`'s answer.
+    fn remember_profile(&self, ticket: Ticket, access: &Claims, user: Arc<User>) {
+        let _ = (ticket, access, user);
+    }
 
     /// Replaces the session's pair if `expected_refresh` (a refresh token id) is still its
     /// current one, remembering the new pair for the retry window. Otherwise, when

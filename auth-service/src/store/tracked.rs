@@ -26,11 +26,17 @@
 //!   are no longer the ones tracked (a failover, a resharding) everything is dropped and
 //!   tracking starts over on the new masters.
 //! - Only active answers are remembered; every inactive one asks Redis.
+//! - GetProfile's user (from the user database) is remembered with the answer of the
+//!   token that asked, for at most `PROFILE_MAX_AGE`. A profile changes only through
+//!   UpdateProfile and ChangePassword, and both write the user's sessions in Redis after
+//!   the user database, so the same push that drops the answer drops the profile on every
+//!   instance; the age bound covers a profile write whose session write then failed, and
+//!   edits made by hand.
 
 use std::{
     collections::BTreeSet,
     sync::{Arc, Weak},
-    time::Duration,
+    time::{Duration, Instant},
 };
 
 use pair_common::cache::{Change, ChangeCache, ChangeSource, Failure, Policy, Rhythm, Ticket};
@@ -40,10 +46,12 @@ use redis::{
 };
 use uuid::Uuid;
 
-use crate::tokens::Claims;
+use crate::{domain::User, tokens::Claims};
 
 /// At most this many answers are kept (≈ 100 bytes each).
 const CAPACITY: usize = 65_536;
+/// A remembered profile is served for at most this long (module documentation).
+pub const PROFILE_MAX_AGE: Duration = Duration::from_secs(5);
 /// The tracking connection's name in `CLIENT LIST`.
 pub const CONNECTION_NAME: &str = "auth-introspect-tracking";
 
@@ -74,6 +82,8 @@ impl Access {
 pub struct Answer {
     username: String,
     expires: u64,
+    /// GetProfile's user, and when it was read.
+    profile: Option<(Arc<User>, Instant)>,
 }
 
 impl Policy for Introspected {
@@ -112,6 +122,14 @@ pub trait IntrospectAnswers {
     fn answer(&self, access: &Claims) -> Result<String, Option<Ticket>>;
     /// Remembers that `access` is active, unless anything was dropped since `ticket`.
     fn remember(&self, ticket: Ticket, access: &Claims, username: &str);
+    /// The user remembered with `access`'s answer, if read less than `PROFILE_MAX_AGE`
+    /// ago; otherwise a ticket for `remember_profile` if the answer itself is remembered
+    /// (`None`: do not remember).
+    fn profile(&self, access: &Claims) -> Result<Arc<User>, Option<Ticket>>;
+    /// Adds `user`, read after `ticket` was taken, to `access`'s remembered answer, unless
+    /// anything was dropped since. Never remembers an answer on its own: only a read of
+    /// Redis says a token is active.
+    fn remember_profile(&self, ticket: Ticket, access: &Claims, user: Arc<User>);
 }
 
 impl IntrospectAnswers for IntrospectCache {
@@ -123,8 +141,30 @@ impl IntrospectAnswers for IntrospectCache {
         let answer = Answer {
             username: username.to_owned(),
             expires: access.exp,
+            profile: None,
         };
         self.keep(ticket, Access::of(access), answer);
+    }
+
+    fn profile(&self, access: &Claims) -> Result<Arc<User>, Option<Ticket>> {
+        let found = self.lookup(&Access::of(access), |answer| {
+            answer
+                .profile
+                .as_ref()
+                .filter(|(_, read)| read.elapsed() < PROFILE_MAX_AGE)
+                .map(|(user, _)| user.clone())
+        });
+        match found {
+            Ok(Some(user)) => Ok(user),
+            Ok(None) => Err(self.ticket()),
+            Err(_) => Err(None),
+        }
+    }
+
+    fn remember_profile(&self, ticket: Ticket, access: &Claims, user: Arc<User>) {
+        self.amend(ticket, &Access::of(access), |answer| {
+            answer.profile = Some((user, Instant::now()));
+        });
     }
 }
 
@@ -512,6 +552,68 @@ mod tests {
         // Forgetting the user (a change this process made) forgets the answer.
         cache.drop_owner(&token.sub);
         assert!(cache.answer(&token).is_err());
+    }
+
+    fn user(id: Uuid) -> Arc<User> {
+        let now = chrono::Utc::now();
+        Arc::new(User {
+            id,
+            username: "ann".into(),
+            email: "ann@example.com".into(),
+            create_time: now,
+            update_time: now,
+        })
+    }
+
+    #[test]
+    fn a_profile_is_remembered_only_with_an_active_answer_until_its_user_changes_or_it_ages() {
+        let cache = live();
+        let token = claims(Uuid::now_v7());
+        // No answer remembered: the profile is not either, whatever the ticket.
+        assert!(matches!(cache.profile(&token), Err(None)));
+        let ticket = cache.ticket().expect("a live cache gives tickets");
+        cache.remember_profile(ticket, &token, user(token.sub));
+        assert!(cache.answer(&token).is_err(), "a profile made up an answer");
+
+        remember(&cache, &token);
+        let Err(Some(ticket)) = cache.profile(&token) else {
+            panic!("an answer without a profile gives a ticket")
+        };
+        cache.remember_profile(ticket, &token, user(token.sub));
+        assert_eq!(cache.profile(&token).map(|u| u.id), Ok(token.sub));
+        // Another session of the same user has an answer of its own.
+        let other = Claims {
+            sid: Uuid::now_v7(),
+            ..token.clone()
+        };
+        assert!(matches!(cache.profile(&other), Err(None)));
+
+        // A profile read before a change is not added after it.
+        remember(&cache, &other);
+        let Err(Some(ticket)) = cache.profile(&other) else {
+            panic!("a ticket")
+        };
+        cache.drop_owner(&Uuid::now_v7());
+        cache.remember_profile(ticket, &other, user(other.sub));
+        assert!(cache.profile(&other).is_err(), "kept across a drop");
+
+        // Aged past PROFILE_MAX_AGE: read again, and the answer stays.
+        let aged = Instant::now()
+            .checked_sub(PROFILE_MAX_AGE)
+            .expect("the machine has been up for 5 s");
+        let ticket = cache.ticket().expect("a ticket");
+        assert!(cache.amend(ticket, &Access::of(&token), |answer| {
+            answer.profile.as_mut().expect("remembered").1 = aged;
+        }));
+        assert!(matches!(cache.profile(&token), Err(Some(_))));
+        assert_eq!(cache.answer(&token), Ok("x".to_owned()));
+
+        // A change of the user drops answer and profile alike.
+        let ticket = cache.ticket().expect("a ticket");
+        cache.remember_profile(ticket, &token, user(token.sub));
+        assert!(cache.profile(&token).is_ok());
+        cache.drop_owner(&token.sub);
+        assert!(matches!(cache.profile(&token), Err(None)));
     }
 
     #[test]

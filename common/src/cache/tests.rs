@@ -91,6 +91,34 @@ fn a_read_is_not_kept_if_anything_was_dropped_after_its_ticket() {
 }
 
 #[test]
+fn an_amendment_changes_only_a_kept_entry_and_only_if_nothing_was_dropped_since_its_ticket() {
+    let cache = live(1000);
+    let (key, other) = (item(1, 1), item(1, 2));
+    assert!(read(&cache, &key));
+
+    // Nothing kept under `other`: an amendment never adds an entry.
+    let ticket = cache.ticket().expect("a live cache gives tickets");
+    assert!(!cache.amend(ticket, &other, |weight| *weight = 20));
+    assert!(!hit(&cache, &other));
+
+    // A drop after the ticket: the amendment may carry a read from before the change.
+    let ticket = cache.ticket().expect("a ticket");
+    cache.drop_owner(&2);
+    assert!(!cache.amend(ticket, &key, |weight| *weight = 20));
+    assert_eq!(cache.lookup(&key, |weight| *weight), Ok(10));
+
+    // Nothing dropped since: amended, and its new weight counted.
+    let ticket = cache.ticket().expect("a ticket");
+    assert!(cache.amend(ticket, &key, |weight| *weight = 20));
+    assert_eq!(cache.lookup(&key, |weight| *weight), Ok(20));
+    assert_eq!(cache.weight(), 20);
+
+    // A dark cache gives no ticket.
+    cache.set_live(false);
+    assert_eq!(cache.ticket(), None);
+}
+
+#[test]
 fn nothing_is_kept_or_served_while_the_source_is_not_confirmed() {
     let cache = ChangeCache::<Items>::new(1000);
     let key = item(1, 1);

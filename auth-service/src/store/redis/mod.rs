@@ -50,6 +50,7 @@ use std::{
 
 use anyhow::Context as _;
 use async_trait::async_trait;
+use pair_common::cache::Ticket;
 use redis::{
     AsyncCommands as _, Client, Cmd, IntoConnectionInfo as _, Pipeline, ProtocolVersion,
     RedisConnectionInfo, RedisFuture, Script, Value,
@@ -74,6 +75,7 @@ use super::{
 };
 use crate::{
     admission::Budget,
+    domain::User,
     error::StoreError,
     tokens::{Claims, remaining_ms},
 };
@@ -574,6 +576,19 @@ impl TokenStore for RedisTokenStore {
             cache.remember(ticket, access, username);
         }
         Ok(if active { username } else { None })
+    }
+
+    fn remembered_profile(&self, access: &Claims) -> Result<Arc<User>, Option<Ticket>> {
+        match &self.cache {
+            Some(cache) => cache.profile(access),
+            None => Err(None),
+        }
+    }
+
+    fn remember_profile(&self, ticket: Ticket, access: &Claims, user: Arc<User>) {
+        if let Some(cache) = &self.cache {
+            cache.remember_profile(ticket, access, user);
+        }
     }
 
     async fn rotate(&self, rotation: PairRotation<'_>) -> Result<Rotation, StoreError> {
