@@ -4,7 +4,7 @@
 //! budget). This file holds what is Redis's: the tracking links, and which user each
 //! answer and each pushed key belongs to.
 //!
-//! Introspect of a live token costs two Redis requests; on a busy pair that is most of
+//! Introspect of a live token costs a Redis request; on a busy pair that is most of
 //! its cost, and the same tokens are checked again and again. A dedicated RESP3
 //! connection asks Redis to push the name of every key under the refresh and blocklist
 //! prefixes that changes (written, deleted, expired or evicted), and each pushed name
