@@ -19,7 +19,7 @@ use pair_proto::{
 use sqlx::Connection as _;
 use support::faults::*;
 use support::{
-    Backend, PASSWORD, authed,
+    Backend, PASSWORD, Running, authed,
     blog::{blog_config_on, start_blog},
     fresh_database, redis_url, register_and_login, start_auth,
     stores::{PrivatePostgres, PrivateRedis},
@@ -234,31 +234,105 @@ async fn a_frozen_redis_is_unavailable_within_the_store_timeout_never_a_hang() {
     server.stop().await;
 }
 
-/// Introspect's answer for `token` on `client`, polled until `done` holds; panics after
-/// `limit`. Returns how long it took.
+/// `ask`'s answer, polled until `done` holds; panics after `limit`. Returns how long it
+/// took.
+async fn poll_until<T: std::fmt::Debug, F: std::future::Future<Output = T>>(
+    what: &str,
+    limit: Duration,
+    mut ask: impl FnMut() -> F,
+    done: impl Fn(&T) -> bool,
+) -> Duration {
+    let started = Instant::now();
+    loop {
+        let answer = ask().await;
+        if done(&answer) {
+            return started.elapsed();
+        }
+        assert!(
+            started.elapsed() < limit,
+            "{what} within {limit:?}: {answer:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+}
+
+/// Introspect's answer for `token` on `client`, polled until `done` holds.
 async fn introspect_until(
-    client: &mut Introspection,
+    client: &Introspection,
     token: &str,
     what: &str,
     limit: Duration,
     done: impl Fn(&auth::IntrospectResponse) -> bool,
 ) -> Duration {
-    let started = Instant::now();
-    loop {
-        let answer = guarded(
-            "Introspect",
-            client.introspect(auth::IntrospectRequest {
-                token: token.into(),
-            }),
-        )
-        .await
-        .expect("introspect")
-        .into_inner();
-        if done(&answer) {
-            return started.elapsed();
+    let ask = || {
+        let mut client = client.clone();
+        let token = token.to_owned();
+        async move {
+            guarded(
+                "Introspect",
+                client.introspect(auth::IntrospectRequest { token }),
+            )
+            .await
+            .expect("introspect")
+            .into_inner()
         }
-        assert!(started.elapsed() < limit, "{what} within {limit:?}");
-        tokio::time::sleep(Duration::from_millis(2)).await;
+    };
+    poll_until(what, limit, ask, done).await
+}
+
+/// GetProfile's answer for `token` on `client`, polled until `done` holds.
+async fn profile_until(
+    client: &Auth,
+    token: &str,
+    what: &str,
+    limit: Duration,
+    done: impl Fn(&auth::User) -> bool,
+) -> Duration {
+    let ask = || {
+        let mut client = client.clone();
+        async move {
+            guarded("GetProfile", get_profile(&mut client, token))
+                .await
+                .expect("get profile")
+        }
+    };
+    poll_until(what, limit, ask, done).await
+}
+
+/// Two auth-service instances on one fresh database and one private Redis, both caches
+/// tracking it, and an admin connection to that Redis.
+struct TwoInstances {
+    _redis: PrivateRedis,
+    database: String,
+    a: Running,
+    b: Running,
+    admin: redis::aio::MultiplexedConnection,
+}
+
+impl TwoInstances {
+    async fn start(prefix: &str) -> Self {
+        let redis = PrivateRedis::start().await;
+        let database = fresh_database(prefix).await;
+        let config = auth_on(database.clone(), redis.url()).await;
+        let (a, b) = (start_auth(config.clone()).await, start_auth(config).await);
+        let mut admin = redis::Client::open(redis.url())
+            .expect("redis url")
+            .get_multiplexed_async_connection()
+            .await
+            .expect("redis");
+        wait_for_tracking(&mut admin, 2).await;
+        Self {
+            _redis: redis,
+            database,
+            a,
+            b,
+            admin,
+        }
+    }
+
+    async fn stop(self) {
+        self.a.stop().await;
+        self.b.stop().await;
     }
 }
 
@@ -304,18 +378,11 @@ async fn redis_calls(admin: &mut redis::aio::MultiplexedConnection, command: &st
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_instances_on_one_redis_see_each_others_revocations_despite_the_cache() {
-    let redis = PrivateRedis::start().await;
-    let config = auth_on(fresh_database("faultcache").await, redis.url()).await;
-    let (a, b) = (start_auth(config.clone()).await, start_auth(config).await);
-    let mut auth_a = AuthServiceClient::new(a.channel().await);
-    let mut on_a = IntrospectionServiceClient::new(a.channel().await);
-    let mut on_b = IntrospectionServiceClient::new(b.channel().await);
-    let mut admin = redis::Client::open(redis.url())
-        .expect("redis url")
-        .get_multiplexed_async_connection()
-        .await
-        .expect("redis");
-    wait_for_tracking(&mut admin, 2).await;
+    let mut pair = TwoInstances::start("faultcache").await;
+    let mut auth_a = AuthServiceClient::new(pair.a.channel().await);
+    let mut on_a = IntrospectionServiceClient::new(pair.a.channel().await);
+    let mut on_b = IntrospectionServiceClient::new(pair.b.channel().await);
+    let admin = &mut pair.admin;
     let (user, first) = register_and_login(&mut auth_a, "cached").await;
     let second = login(&mut auth_a, &user.username, PASSWORD)
         .await
@@ -326,12 +393,12 @@ async fn two_instances_on_one_redis_see_each_others_revocations_despite_the_cach
 
     // A checked token is answered from memory: ten more Introspects ask Redis nothing.
     assert_eq!(active(&mut on_b, &first.access_token).await, Ok(true));
-    let reads = redis_calls(&mut admin, "hmget").await;
+    let reads = redis_calls(admin, "hmget").await;
     for _ in 0..10 {
         assert_eq!(active(&mut on_b, &first.access_token).await, Ok(true));
     }
     assert_eq!(
-        redis_calls(&mut admin, "hmget").await,
+        redis_calls(admin, "hmget").await,
         reads,
         "the repeated Introspects were answered from memory"
     );
@@ -348,7 +415,7 @@ async fn two_instances_on_one_redis_see_each_others_revocations_despite_the_cach
         "the instance that logged out forgets at once"
     );
     let logout_seen = introspect_until(
-        &mut on_b,
+        &on_b,
         &first.access_token,
         "B sees the logout made through A",
         Duration::from_secs(2),
@@ -358,7 +425,7 @@ async fn two_instances_on_one_redis_see_each_others_revocations_despite_the_cach
 
     // A rename through A: B reports the new name for the older session.
     let seen = introspect_until(
-        &mut on_b,
+        &on_b,
         &third.access_token,
         "B answers for the third session",
         Duration::from_secs(2),
@@ -377,7 +444,7 @@ async fn two_instances_on_one_redis_see_each_others_revocations_despite_the_cach
         .await
         .expect("rename");
     let rename_seen = introspect_until(
-        &mut on_b,
+        &on_b,
         &third.access_token,
         "B reports the new name",
         Duration::from_secs(2),
@@ -388,12 +455,12 @@ async fn two_instances_on_one_redis_see_each_others_revocations_despite_the_cach
     // Cut every tracking connection, then revoke through A while they are down: no
     // remembered answer survives the cut, so B finds out from Redis.
     assert_eq!(active(&mut on_b, &third.access_token).await, Ok(true));
-    for id in tracking_connections(&mut admin).await {
+    for id in tracking_connections(admin).await {
         redis::cmd("CLIENT")
             .arg("KILL")
             .arg("ID")
             .arg(&id)
-            .exec_async(&mut admin)
+            .exec_async(&mut *admin)
             .await
             .expect("CLIENT KILL");
     }
@@ -402,14 +469,14 @@ async fn two_instances_on_one_redis_see_each_others_revocations_despite_the_cach
         .await
         .expect("logout all");
     let cut_seen = introspect_until(
-        &mut on_b,
+        &on_b,
         &third.access_token,
         "B sees the revocation made while its tracking connection was cut",
         Duration::from_secs(2),
         |answer| !answer.active,
     )
     .await;
-    wait_for_tracking(&mut admin, 2).await;
+    wait_for_tracking(admin, 2).await;
     for _ in 0..10 {
         assert_eq!(active(&mut on_b, &third.access_token).await, Ok(false));
     }
@@ -418,53 +485,19 @@ async fn two_instances_on_one_redis_see_each_others_revocations_despite_the_cach
          {rename_seen:?} (first answer {seen:?}), a revocation across a cut tracking \
          connection after {cut_seen:?}"
     );
-    a.stop().await;
-    b.stop().await;
-}
-
-/// GetProfile of `token` until `done`; how long that took.
-async fn profile_until(
-    client: &mut Auth,
-    token: &str,
-    what: &str,
-    limit: Duration,
-    done: impl Fn(&auth::User) -> bool,
-) -> Duration {
-    let started = Instant::now();
-    loop {
-        let user = guarded("GetProfile", get_profile(client, token))
-            .await
-            .expect("get profile");
-        if done(&user) {
-            return started.elapsed();
-        }
-        assert!(
-            started.elapsed() < limit,
-            "{what} within {limit:?}: {user:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    pair.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_instances_on_one_redis_see_each_others_profile_changes_despite_the_profile_cache() {
-    let redis = PrivateRedis::start().await;
-    let database = fresh_database("profilecache").await;
-    let config = auth_on(database.clone(), redis.url()).await;
-    let (a, b) = (start_auth(config.clone()).await, start_auth(config).await);
-    let mut auth_a = AuthServiceClient::new(a.channel().await);
-    let mut auth_b = AuthServiceClient::new(b.channel().await);
-    let mut admin = redis::Client::open(redis.url())
-        .expect("redis url")
-        .get_multiplexed_async_connection()
-        .await
-        .expect("redis");
-    wait_for_tracking(&mut admin, 2).await;
+    let pair = TwoInstances::start("profilecache").await;
+    let mut auth_a = AuthServiceClient::new(pair.a.channel().await);
+    let mut auth_b = AuthServiceClient::new(pair.b.channel().await);
     let (user, first) = register_and_login(&mut auth_a, "profiled").await;
     let second = login(&mut auth_a, &user.username, PASSWORD)
         .await
         .expect("login");
-    let mut sql = sqlx::PgConnection::connect(&database)
+    let mut sql = sqlx::PgConnection::connect(&pair.database)
         .await
         .expect("postgres");
 
@@ -494,7 +527,7 @@ async fn two_instances_on_one_redis_see_each_others_profile_changes_despite_the_
         "the second GetProfile was answered from memory"
     );
     profile_until(
-        &mut auth_b,
+        &auth_b,
         &first.access_token,
         "B reads the edited row again",
         Duration::from_secs(10),
@@ -521,7 +554,7 @@ async fn two_instances_on_one_redis_see_each_others_profile_changes_despite_the_
         .await
         .expect("update profile");
     let update_seen = profile_until(
-        &mut auth_b,
+        &auth_b,
         &first.access_token,
         "B answers the email changed through A",
         Duration::from_secs(2),
@@ -533,8 +566,7 @@ async fn two_instances_on_one_redis_see_each_others_profile_changes_despite_the_
         "profile cache: B served a hand edit after {aged:?} (PROFILE_MAX_AGE 5 s), an \
          UpdateProfile through A after {update_seen:?}"
     );
-    a.stop().await;
-    b.stop().await;
+    pair.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
