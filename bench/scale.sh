@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # How cost grows with state (issue 20; BENCHMARKS.md, "How cost grows with state").
 #
-#   bash bench/scale.sh              # full run: 1M sessions, posts at 10k/100k/1M (~15 min)
+#   bash bench/scale.sh              # full run: 1M sessions, posts at 10k/100k/1M (~30 min)
 #   QUICK=1 bash bench/scale.sh      # smoke run: small sizes, 2 s per scenario (~2 min)
 #   PARTS="memory sessions" bash bench/scale.sh
 #   PARTS=sessions-cluster bash bench/scale.sh   # Introspect past the cache on a Redis Cluster
@@ -27,9 +27,12 @@
 #   posts          ListPosts first and deep pages and GetPost at POST_SIZES posts, on
 #                  PostgreSQL and SQLite (POST_BACKENDS)
 # Sessions are seeded by `scale` through auth-service's own token store and codec; posts
-# in bulk SQL (generate_series / a recursive CTE), topped up from one size to the next
-# and vacuumed, and on PostgreSQL checkpointed (so that neither autovacuum nor the
-# writing of the seeded rows' pages runs in the middle of a measurement).
+# in bulk SQL (generate_series / a recursive CTE), one database (or file) and one
+# blog-service per size, vacuumed, and on PostgreSQL checkpointed (so that neither
+# autovacuum nor the writing of the seeded rows' pages runs in the middle of a
+# measurement); the sizes are then measured in turn, POSTS_ROUNDS times, and each figure
+# is the median of the rounds (bench/median_rounds.py, which also prints the largest size
+# against the smallest, round by round).
 # Results: bench/results/scale-*.json (QUICK: bench/results/quick/, not plotted); then
 # bench/plot_scale.py redraws bench/plots/scale-*.png from them (PLOT=0 skips that).
 #
@@ -40,7 +43,7 @@
 # for the posts part; another value writes scale-posts-<backend>-<size>-cache<MB>mb.json),
 # POSTS_WARMUP (10s: the posts part's warm-up, long enough for the readers to have visited
 # the whole working set once, 50,000 ids and 9,000 deep pages at 1M, so that a cache that
-# holds it is measured in its steady state; QUICK: WARMUP).
+# holds it is measured in its steady state; QUICK: WARMUP), POSTS_ROUNDS (3; QUICK: 1).
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -65,6 +68,7 @@ POST_BACKENDS="${POST_BACKENDS:-postgres sqlite}"
 CONCURRENCY="${CONCURRENCY:-32}"
 POST_CACHE_MB="${POST_CACHE_MB:-24}"
 if [[ "${QUICK:-0}" == 1 ]]; then POSTS_WARMUP="${POSTS_WARMUP:-$WARMUP}"; else POSTS_WARMUP="${POSTS_WARMUP:-10s}"; fi
+if [[ "${QUICK:-0}" == 1 ]]; then POSTS_ROUNDS="${POSTS_ROUNDS:-1}"; else POSTS_ROUNDS="${POSTS_ROUNDS:-3}"; fi
 
 fail() { printf 'bench/scale.sh: %s\n' "$*" >&2; exit 2; }
 for size in $SESSION_SIZES $POST_SIZES $MEMORY_SESSIONS; do
@@ -72,7 +76,7 @@ for size in $SESSION_SIZES $POST_SIZES $MEMORY_SESSIONS; do
 done
 prev=0
 for size in $POST_SIZES; do
-  (( size > prev )) || fail "POST_SIZES must grow (posts are topped up), not \`$POST_SIZES\`"
+  (( size > prev )) || fail "POST_SIZES must grow (the largest is compared with the smallest), not \`$POST_SIZES\`"
   prev=$size
 done
 for part in $PARTS; do
@@ -84,6 +88,7 @@ done
 [[ "$DURATION" =~ ^[1-9][0-9]*(ms|s|m)$ ]] || fail "DURATION must be e.g. 10s, not \`$DURATION\`"
 [[ "$WARMUP" =~ ^[0-9]+(ms|s|m)$ ]] || fail "WARMUP must be e.g. 2s, not \`$WARMUP\`"
 [[ "$POSTS_WARMUP" =~ ^[0-9]+(ms|s|m)$ ]] || fail "POSTS_WARMUP must be e.g. 10s, not \`$POSTS_WARMUP\`"
+[[ "$POSTS_ROUNDS" =~ ^[1-9][0-9]*$ && "$POSTS_ROUNDS" -le 20 ]] || fail "POSTS_ROUNDS must be a whole number from 1 to 20, not \`$POSTS_ROUNDS\`"
 [[ "$CONCURRENCY" =~ ^[1-9][0-9]*$ ]] || fail "CONCURRENCY must be a positive whole number"
 [[ "$POST_CACHE_MB" =~ ^[1-9][0-9]*$ && "$POST_CACHE_MB" -le 65536 ]] || fail "POST_CACHE_MB must be a whole number from 1 to 65536, not \`$POST_CACHE_MB\`"
 POSTS_SUFFIX=""
@@ -230,62 +235,70 @@ user-sessions)
   stop "$AUTH_PID"
   ;;
 posts)
+  # One database (or file) and one blog-service per size, each seeded from empty, then
+  # POSTS_ROUNDS rounds that each measure every size in turn: a noisy spell of the shared
+  # machine falls on all sizes alike instead of on whichever came last, and no size is
+  # measured right after its own seeding. Each figure reported is the median of the
+  # rounds; every round is kept in the report ("rounds").
   for backend in $POST_BACKENDS; do
-    BLOG_PORT="$(free_port)"
-    if [[ "$backend" == postgres ]]; then
-      newdb "${TAG}_blog"
-      BLOG_URL="postgres://$PGUSER@$PGHOST:$PGPORT/${TAG}_blog"
-    else
-      BLOG_URL="sqlite://$WORK/blog.db"
-    fi
-    BLOG_LISTEN_ADDR="127.0.0.1:$BLOG_PORT" BLOG_DATABASE_URL="$BLOG_URL" BLOG_POST_CACHE_MB="$POST_CACHE_MB" \
-      BLOG_AUTH_URL="http://127.0.0.1:1" TOKIO_WORKER_THREADS=1 RUST_LOG=warn \
-      "$BIN/blog-service" >"$WORK/blog-$backend.log" 2>&1 &
-    BLOG_PID=$!
-    PIDS+=("$BLOG_PID")
-    wait_port "$BLOG_PORT"
-    have=0
+    declare -A BLOG_PORTS=() BLOG_PIDS=() SEED_S=()
     for size in $POST_SIZES; do
+      port="$(free_port)"
+      if [[ "$backend" == postgres ]]; then
+        newdb "${TAG}_blog$size"
+        url="postgres://$PGUSER@$PGHOST:$PGPORT/${TAG}_blog$size"
+      else
+        url="sqlite://$WORK/blog$size.db"
+      fi
+      BLOG_LISTEN_ADDR="127.0.0.1:$port" BLOG_DATABASE_URL="$url" BLOG_POST_CACHE_MB="$POST_CACHE_MB" \
+        BLOG_AUTH_URL="http://127.0.0.1:1" TOKIO_WORKER_THREADS=1 RUST_LOG=warn \
+        "$BIN/blog-service" >"$WORK/blog-$backend-$size.log" 2>&1 &
+      PIDS+=($!)
+      BLOG_PIDS[$size]=$!
+      BLOG_PORTS[$size]="$port"
+      wait_port "$port"
       started=$(date +%s.%N)
       if [[ "$backend" == postgres ]]; then
         # One '*' notification instead of one per row: blog-service drops its cache once.
-        q "${TAG}_blog" <<SQL >/dev/null
+        q "${TAG}_blog$size" <<SQL >/dev/null
 ALTER TABLE posts DISABLE TRIGGER posts_changed;
 INSERT INTO posts SELECT gen_random_uuid(), gen_random_uuid(), 'author' || (g % 1000), 'Seeded post ' || g,
   repeat('The quick brown fox jumps over the lazy dog. ', 13),
   timestamptz '2026-11-01' - make_interval(secs => g), timestamptz '2026-11-01'
-  FROM generate_series($((have + 1)), $size) g;
+  FROM generate_series(1, $size) g;
 ALTER TABLE posts ENABLE TRIGGER posts_changed;
 NOTIFY blog_posts, '*';
 VACUUM ANALYZE posts;
 CHECKPOINT;
 SQL
       else
-        sqlite3 "$WORK/blog.db" <<SQL
+        sqlite3 "$WORK/blog$size.db" <<SQL
 .timeout 10000
-WITH RECURSIVE g(n) AS (SELECT $((have + 1)) UNION ALL SELECT n + 1 FROM g WHERE n < $size)
+WITH RECURSIVE g(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM g WHERE n < $size)
 INSERT INTO posts SELECT randomblob(16), randomblob(16), 'author' || (n % 1000), 'Seeded post ' || n,
   printf('%.585c', 'x'), strftime('%Y-%m-%dT%H:%M:%f+00:00', '2026-11-01', '-' || n || ' seconds'),
   '2026-11-01T00:00:00.000+00:00' FROM g;
 ANALYZE;
 SQL
       fi
-      seed_s=$(echo "$(date +%s.%N) - $started" | bc)
-      printf '%s: %s posts (bulk SQL from %s in %.1fs)\n' "$backend" "$size" "$have" "$seed_s"
-      have=$size
-      "$BIN/scale" posts --blog-url "http://127.0.0.1:$BLOG_PORT" --duration "$DURATION" \
-        --warmup "$POSTS_WARMUP" --concurrency "$CONCURRENCY" --posts "$size" \
-        --backend "$backend" --json "$RESULTS/scale-posts-$backend-$size$POSTS_SUFFIX.json"
-      python3 - "$RESULTS/scale-posts-$backend-$size$POSTS_SUFFIX.json" "$seed_s" "$POST_CACHE_MB" <<'PY'
-import json, sys
-path, seconds, cache_mb = sys.argv[1], float(sys.argv[2]), int(sys.argv[3])
-report = json.load(open(path))
-report["seed_s"] = seconds
-report["post_cache_mb"] = cache_mb
-json.dump(report, open(path, "w"), indent=2)
-PY
+      SEED_S[$size]=$(echo "$(date +%s.%N) - $started" | bc)
+      printf '%s: %s posts (bulk SQL in %.1fs)\n' "$backend" "$size" "${SEED_S[$size]}"
     done
-    stop "$BLOG_PID"
+    for round in $(seq 1 "$POSTS_ROUNDS"); do
+      for size in $POST_SIZES; do
+        printf '%s, round %s of %s: %s posts\n' "$backend" "$round" "$POSTS_ROUNDS" "$size"
+        "$BIN/scale" posts --blog-url "http://127.0.0.1:${BLOG_PORTS[$size]}" --duration "$DURATION" \
+          --warmup "$POSTS_WARMUP" --concurrency "$CONCURRENCY" --posts "$size" \
+          --backend "$backend" --json "$WORK/posts-$backend-$size-round$round.json"
+      done
+    done
+    for size in $POST_SIZES; do stop "${BLOG_PIDS[$size]}"; done
+    for size in $POST_SIZES; do
+      python3 "$ROOT/bench/median_rounds.py" "$RESULTS/scale-posts-$backend-$size$POSTS_SUFFIX.json" \
+        "seed_s=${SEED_S[$size]}" "post_cache_mb=$POST_CACHE_MB" "$WORK/posts-$backend-$size-round"*.json
+    done
+    python3 "$ROOT/bench/median_rounds.py" --ratios "$RESULTS/scale-posts-$backend"-*"$POSTS_SUFFIX.json" \
+      --sizes $POST_SIZES --suffix "$POSTS_SUFFIX"
   done
   ;;
 esac; done
