@@ -10,7 +10,11 @@ use std::{
 };
 
 use pair_proto::{auth::v1 as auth, blog::v1 as blog};
-use support::{stores::free_port, *};
+use support::{
+    blog::{blog_config_on, create_post, get_post, list_posts},
+    stores::free_port,
+    *,
+};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tonic::{Code, Request};
 
@@ -139,6 +143,64 @@ async fn metrics_count_calls_by_method_and_code_and_report_sessions_and_introspe
             assert!(!metrics.contains("auth_sessions_active"), "{metrics}");
         }
         server.stop().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn blog_metrics_count_the_reads_the_post_cache_answered_and_those_it_did_not() {
+    for backend in [Backend::Embedded, Backend::PostgresRedis] {
+        let auth = spawn_auth_on(backend).await;
+        let mut config = blog_config_on(backend, auth.url()).await;
+        config.metrics_addr = Some(SocketAddr::from(([127, 0, 0, 1], 0)));
+        let app = blog_service::Application::build(config)
+            .await
+            .expect("build");
+        let metrics_addr = app.metrics_addr().expect("metrics endpoint");
+        let server = serve(app);
+        let mut client = blog_client(&server).await;
+        let (_, tokens) = register_and_login(&mut auth_client(&auth).await, "cachereads").await;
+        let post = create_post(&mut client, &tokens.access_token, "counted").await;
+        let count = |metrics: &str, read: &str, result: &str| {
+            let series =
+                format!(r#"blog_post_cache_reads_total{{read="{read}",result="{result}"}}"#);
+            value(metrics, &series).unwrap_or_else(|| panic!("no {series}: {metrics}"))
+        };
+
+        // Creating a post keeps nothing: its first read goes to the database.
+        get_post(&mut client, &post.id).await.expect("get");
+        let metrics = scrape(metrics_addr).await;
+        assert_eq!(count(&metrics, "post", "miss"), 1.0, "{metrics}");
+        assert_eq!(count(&metrics, "post", "hit"), 0.0, "{metrics}");
+
+        // Once the cache serves (its change source confirmed), the same reads are hits.
+        let (mut gets, mut lists) = (1.0, 0.0);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let metrics = loop {
+            get_post(&mut client, &post.id).await.expect("get");
+            list_posts(&mut client, 10, "", None).await.expect("list");
+            gets += 1.0;
+            lists += 1.0;
+            let metrics = scrape(metrics_addr).await;
+            if count(&metrics, "post", "hit") > 0.0 && count(&metrics, "page", "hit") > 0.0 {
+                break metrics;
+            }
+            assert!(Instant::now() < deadline, "no hit within 10 s: {metrics}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        };
+        // Every read is counted once, as a hit or a miss.
+        assert_eq!(
+            count(&metrics, "post", "hit") + count(&metrics, "post", "miss"),
+            gets,
+            "{metrics}"
+        );
+        assert_eq!(
+            count(&metrics, "page", "hit") + count(&metrics, "page", "miss"),
+            lists,
+            "{metrics}"
+        );
+        assert!(count(&metrics, "page", "miss") >= 1.0, "{metrics}");
+        server.stop().await;
+        auth.stop().await;
     }
 }
 

@@ -29,7 +29,7 @@ use crate::{
     grpc::BlogGrpc,
     introspect::Introspector,
     service::BlogCore,
-    store::{CachedPostStore, MIGRATIONS, PostStore, SqlPostStore},
+    store::{CacheReads, CachedPostStore, MIGRATIONS, PostStore, SqlPostStore},
 };
 
 /// The full names of the services this server offers, as health and reflection list them.
@@ -56,7 +56,8 @@ impl pair_common::service::Service for BlogCore {
     /// auth-service need not be up: it is first called on the first write.
     async fn build(config: Config) -> anyhow::Result<Application> {
         config.validate().map_err(anyhow::Error::msg)?;
-        let posts = connect_posts(&config).await?;
+        let metrics = config.metrics_addr.map(|_| Arc::new(Metrics::new()));
+        let posts = connect_posts(&config, metrics.as_deref()).await?;
         let auth = Introspector::new(&config.auth_url, config.auth_timeout)?;
         let core = BlogCore::new(posts, auth);
 
@@ -77,19 +78,25 @@ impl pair_common::service::Service for BlogCore {
             cors_allowed_origins: config.cors_allowed_origins.clone(),
             limits: config.limits(),
             health_addr: config.health_addr.map(|addr| (addr, "BLOG_HEALTH_ADDR")),
-            metrics: config.metrics_addr.map(|addr| MetricsSetup {
-                addr,
-                variable: "BLOG_METRICS_ADDR",
-                metrics: Arc::new(Metrics::new()),
-                refresh: None,
-            }),
+            metrics: config
+                .metrics_addr
+                .zip(metrics)
+                .map(|(addr, metrics)| MetricsSetup {
+                    addr,
+                    variable: "BLOG_METRICS_ADDR",
+                    metrics,
+                    refresh: None,
+                }),
         })
         .await?;
         Ok(Application::new(server, core))
     }
 }
 
-async fn connect_posts(config: &Config) -> anyhow::Result<Arc<dyn PostStore>> {
+async fn connect_posts(
+    config: &Config,
+    metrics: Option<&Metrics>,
+) -> anyhow::Result<Arc<dyn PostStore>> {
     let pool = SqlPool::connect(
         config.database_url.as_deref(),
         "blog.db",
@@ -106,18 +113,21 @@ async fn connect_posts(config: &Config) -> anyhow::Result<Arc<dyn PostStore>> {
         return Ok(Arc::new(store));
     }
     let budget = usize::try_from(config.post_cache_mb)? << 20;
+    let reads = metrics.map(CacheReads::registered).unwrap_or_default();
     match (config.database_url.as_deref(), sqlite_file) {
         (Some(url), _) if postgres => Ok(Arc::new(CachedPostStore::postgres(
             store,
             url,
             config.store_timeout,
             budget,
+            reads,
         ))),
         (_, Some(file)) => Ok(Arc::new(CachedPostStore::sqlite(
             store,
             &file,
             config.store_timeout,
             budget,
+            reads,
         ))),
         // An in-memory SQLite database: no file to watch, so nothing is kept.
         _ => Ok(Arc::new(store)),

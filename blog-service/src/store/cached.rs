@@ -28,7 +28,14 @@ use std::{
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use pair_common::cache::{Change, ChangeCache, ChangeSource, Failure, Policy, Rhythm};
+use pair_common::{
+    cache::{Change, ChangeCache, ChangeSource, Failure, Policy, Rhythm},
+    metrics::Metrics,
+};
+use prometheus_client::{
+    encoding::EncodeLabelSet,
+    metrics::{counter::Counter, family::Family},
+};
 use sqlx::{
     ConnectOptions as _,
     postgres::{PgConnectOptions, PgListener, PgPoolOptions},
@@ -106,30 +113,84 @@ fn change_of(payload: &str) -> Change<Uuid> {
     payload.parse().map_or(Change::All, Change::Owner)
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ReadLabels {
+    read: &'static str,
+    result: &'static str,
+}
+
+/// How many reads the cache answered and how many went to the database, by kind: the
+/// `blog_post_cache_reads_total` counter (the hit rate an operator sizes
+/// `BLOG_POST_CACHE_MB` by).
+#[derive(Clone, Debug, Default)]
+pub struct CacheReads {
+    post_hit: Counter,
+    post_miss: Counter,
+    page_hit: Counter,
+    page_miss: Counter,
+}
+
+impl CacheReads {
+    /// Counters that are also in `metrics`' registry.
+    pub fn registered(metrics: &Metrics) -> Self {
+        let family = Family::<ReadLabels, Counter>::default();
+        let counter = |read, result| family.get_or_create(&ReadLabels { read, result }).clone();
+        let this = Self {
+            post_hit: counter("post", "hit"),
+            post_miss: counter("post", "miss"),
+            page_hit: counter("page", "hit"),
+            page_miss: counter("page", "miss"),
+        };
+        metrics.register(
+            "blog_post_cache_reads",
+            "GetPost (read=post) and ListPosts (read=page) reads by whether the post cache answered (hit) or the database (miss).",
+            family,
+        );
+        this
+    }
+}
+
 /// `PostStore` with a `PostCache` in front of the reads.
 pub struct CachedPostStore<S> {
     inner: S,
     cache: Arc<PostCache>,
+    reads: CacheReads,
 }
 
 impl<S: PostStore> CachedPostStore<S> {
     /// Wraps `inner` and starts listening for changes on PostgreSQL at `url`; nothing is
     /// kept until the first connection listens. At most `budget` bytes of post text are
     /// kept.
-    pub fn postgres(inner: S, url: &str, timeout: Duration, budget: usize) -> Self {
+    pub fn postgres(
+        inner: S,
+        url: &str,
+        timeout: Duration,
+        budget: usize,
+        reads: CacheReads,
+    ) -> Self {
         let cache = Arc::new(PostCache::new(budget));
         let source = Notifications {
             url: url.to_owned(),
             timeout,
         };
         pair_common::cache::supervise(&cache, source, Rhythm::KEEPALIVE);
-        Self { inner, cache }
+        Self {
+            inner,
+            cache,
+            reads,
+        }
     }
 
     /// Wraps `inner` and starts the task that watches the SQLite `file` for commits;
     /// nothing is kept until its first check. `busy_timeout` bounds a check's wait for a
     /// lock. At most `budget` bytes of post text are kept.
-    pub fn sqlite(inner: S, file: &Path, busy_timeout: Duration, budget: usize) -> Self {
+    pub fn sqlite(
+        inner: S,
+        file: &Path,
+        busy_timeout: Duration,
+        budget: usize,
+        reads: CacheReads,
+    ) -> Self {
         let cache = Arc::new(PostCache::new(budget));
         let source = DataVersion {
             file: file.to_owned(),
@@ -142,7 +203,11 @@ impl<S: PostStore> CachedPostStore<S> {
             lease: Some(WATCH_FRESH_FOR),
         };
         pair_common::cache::supervise(&cache, source, rhythm);
-        Self { inner, cache }
+        Self {
+            inner,
+            cache,
+            reads,
+        }
     }
 
     /// Runs a read, dropping everything kept if it failed (fail closed).
@@ -165,9 +230,13 @@ impl<S: PostStore> PostStore for CachedPostStore<S> {
     async fn find(&self, id: Uuid) -> Result<Option<Post>, StoreError> {
         let read = Read::Post(id);
         let ticket = match self.cache.lookup(&read, |posts| posts.first().cloned()) {
-            Ok(post) => return Ok(post),
+            Ok(post) => {
+                self.reads.post_hit.inc();
+                return Ok(post);
+            }
             Err(ticket) => ticket,
         };
+        self.reads.post_miss.inc();
         let post = self.checked(self.inner.find(id).await)?;
         if let (Some(ticket), Some(post)) = (ticket, &post) {
             self.cache.keep(ticket, read, vec![post.clone()]);
@@ -183,9 +252,13 @@ impl<S: PostStore> PostStore for CachedPostStore<S> {
     ) -> Result<Vec<Post>, StoreError> {
         let read = Read::Page((author_id, after.map(|c| (c.create_time, c.id)), limit));
         let ticket = match self.cache.lookup(&read, Vec::clone) {
-            Ok(page) => return Ok(page),
+            Ok(page) => {
+                self.reads.page_hit.inc();
+                return Ok(page);
+            }
             Err(ticket) => ticket,
         };
+        self.reads.page_miss.inc();
         let page = self.checked(self.inner.list(author_id, after, limit).await)?;
         if let Some(ticket) = ticket {
             self.cache.keep(ticket, read, page.clone());
@@ -488,7 +561,7 @@ mod tests {
             inner: crate::store::SqlPostStore::new(pool),
             reads: 0.into(),
         };
-        let store = CachedPostStore::sqlite(inner, &file, timeout, BUDGET);
+        let store = CachedPostStore::sqlite(inner, &file, timeout, BUDGET, CacheReads::default());
         wait_until("the first check", || store.cache.is_live()).await;
 
         let mut one = post("one");

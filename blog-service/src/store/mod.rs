@@ -5,7 +5,7 @@
 mod cached;
 mod sql;
 
-pub use self::cached::{APPLICATION_NAME as CACHE_LISTENER_NAME, CachedPostStore};
+pub use self::cached::{APPLICATION_NAME as CACHE_LISTENER_NAME, CacheReads, CachedPostStore};
 pub use self::sql::{MIGRATIONS, SqlPostStore};
 
 use async_trait::async_trait;
