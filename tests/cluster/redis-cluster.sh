@@ -144,6 +144,15 @@ start_node() {
     --pidfile "$dir/$port/redis.pid" --logfile "$dir/$port/redis.log"
 }
 
+# Whether the server answering on a port is this directory's node. Another cluster
+# started at the same moment may have picked the same free port and bound it first: its
+# node answers PONG too, and a cluster created over it would join the two.
+answering_node_is_ours() {
+  local pid
+  pid=$(node_pid "$1") || return 1
+  [ "$(cli "$1" info server | field process_id)" = "$pid" ]
+}
+
 start() {
   local port problems attempt
   if [ -f "$dir/urls" ]; then
@@ -167,7 +176,7 @@ start() {
     for _ in $(seq 1 50); do
       up=0
       while read -r port; do
-        [ "$(cli "$port" ping)" = PONG ] && up=$((up + 1))
+        answering_node_is_ours "$port" && up=$((up + 1))
       done < <(ports)
       [ "$up" -eq "$nodes" ] && break
       sleep 0.1
