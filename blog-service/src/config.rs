@@ -52,8 +52,8 @@ pub struct Config {
     #[arg(long, env = "BLOG_POST_CACHE", value_name = "BLOG_POST_CACHE", default_value_t = true, action = clap::ArgAction::Set)]
     pub post_cache: bool,
 
-    /// Megabytes of post text (titles, contents, author names) the post cache keeps at
-    /// most, posts and pages together; past it, deeper pages go first, first pages last.
+    /// Megabytes of answers (encoded GetPost and ListPosts responses) the post cache keeps
+    /// at most, posts and pages together; past it, deeper pages go first, first pages last.
     /// Size it to what readers ask for: a reader that wanders over more than the budget
     /// pays a database read per page (BENCHMARKS.md, "Posts at scale").
     #[arg(long, env = "BLOG_POST_CACHE_MB", value_name = "BLOG_POST_CACHE_MB", default_value_t = 24, value_parser = clap::value_parser!(u32).range(1..=65_536))]

@@ -1,10 +1,41 @@
 //! gRPC adapter: read metadata, hand the request to `BlogCore`, convert back.
+//!
+//! The two reads, GetPost and ListPosts, answer with their response already encoded:
+//! `BlogCore` keeps those bytes in the post cache and hands them out again, so a hit
+//! copies one block instead of building and encoding 20 posts. `BlogServer` serves those
+//! two methods with a codec that writes such bytes as they are
+//! (docs/ARCHITECTURE.md, "The post cache keeps encoded answers"), and every other
+//! method through the generated server.
 
+use std::{
+    convert::Infallible,
+    future::Future,
+    marker::PhantomData,
+    pin::Pin,
+    task::{Context, Poll},
+};
+
+use bytes::{BufMut as _, Bytes};
 use pair_common::time::timestamp;
-use pair_proto::blog::v1::{self as pb, blog_service_server::BlogService};
-use tonic::{Request, Response, Status, metadata::MetadataMap};
+use pair_proto::blog::v1::{
+    self as pb,
+    blog_service_server::{BlogService, BlogServiceServer},
+};
+use prost::Message as _;
+use tonic::{
+    Request, Response, Status,
+    body::Body,
+    codec::{Codec, EncodeBuf, Encoder},
+    metadata::MetadataMap,
+    server::{Grpc, NamedService, UnaryService},
+};
+use tonic_prost::ProstDecoder;
 
-use crate::{domain::Post, error::BlogError, service::BlogCore};
+use crate::{
+    domain::{Post, page::Page},
+    error::BlogError,
+    service::BlogCore,
+};
 
 /// blog.v1.BlogService over one `BlogCore`.
 #[derive(Clone)]
@@ -38,31 +69,68 @@ impl From<Post> for pb::Post {
     }
 }
 
+/// The encoded `ListPostsResponse` of `page`.
+fn page_answer(page: Page) -> Bytes {
+    pb::ListPostsResponse {
+        posts: page.posts.into_iter().map(Into::into).collect(),
+        next_page_token: page.next_page_token,
+    }
+    .encode_to_vec()
+    .into()
+}
+
+/// The encoded `GetPostResponse` of `post`.
+fn post_answer(post: Post) -> Bytes {
+    pb::GetPostResponse {
+        post: Some(post.into()),
+    }
+    .encode_to_vec()
+    .into()
+}
+
+impl BlogGrpc {
+    /// ListPosts, its response encoded.
+    async fn list_posts_answer(&self, r: pb::ListPostsRequest) -> Result<Bytes, Status> {
+        let answer = self
+            .core
+            .list_posts(
+                r.page_size,
+                &r.page_token,
+                r.author_id.as_deref(),
+                page_answer,
+            )
+            .await?;
+        Ok(answer)
+    }
+
+    /// GetPost, its response encoded.
+    async fn get_post_answer(&self, r: pb::GetPostRequest) -> Result<Bytes, Status> {
+        Ok(self.core.get_post(&r.id, post_answer).await?)
+    }
+}
+
+/// A response this service encoded itself, read back (for callers of `BlogService`
+/// itself; the server sends the bytes).
+fn decoded<M: prost::Message + Default>(answer: Bytes) -> Result<Response<M>, Status> {
+    M::decode(answer)
+        .map(Response::new)
+        .map_err(|error| Status::internal(format!("an answer did not decode: {error}")))
+}
+
 #[tonic::async_trait]
 impl BlogService for BlogGrpc {
     async fn list_posts(
         &self,
         request: Request<pb::ListPostsRequest>,
     ) -> Result<Response<pb::ListPostsResponse>, Status> {
-        let r = request.into_inner();
-        let page = self
-            .core
-            .list_posts(r.page_size, &r.page_token, r.author_id.as_deref())
-            .await?;
-        Ok(Response::new(pb::ListPostsResponse {
-            posts: page.posts.into_iter().map(Into::into).collect(),
-            next_page_token: page.next_page_token,
-        }))
+        decoded(self.list_posts_answer(request.into_inner()).await?)
     }
 
     async fn get_post(
         &self,
         request: Request<pb::GetPostRequest>,
     ) -> Result<Response<pb::GetPostResponse>, Status> {
-        let post = self.core.get_post(&request.into_inner().id).await?;
-        Ok(Response::new(pb::GetPostResponse {
-            post: Some(post.into()),
-        }))
+        decoded(self.get_post_answer(request.into_inner()).await?)
     }
 
     async fn create_post(
@@ -105,5 +173,129 @@ impl BlogService for BlogGrpc {
         let (metadata, _, r) = request.into_parts();
         self.core.delete_post(bearer(&metadata)?, &r.id).await?;
         Ok(Response::new(pb::DeletePostResponse {}))
+    }
+}
+
+const LIST_POSTS_PATH: &str = "/blog.v1.BlogService/ListPosts";
+const GET_POST_PATH: &str = "/blog.v1.BlogService/GetPost";
+
+/// blog.v1.BlogService as served: GetPost and ListPosts send their encoded answers as
+/// they are, every other method goes to the generated server.
+#[derive(Clone)]
+pub struct BlogServer {
+    grpc: BlogGrpc,
+    generated: BlogServiceServer<BlogGrpc>,
+    max_decoding_message_size: usize,
+}
+
+impl BlogServer {
+    /// Serves `grpc`, refusing requests larger than `max_decoding_message_size` bytes.
+    pub fn new(grpc: BlogGrpc, max_decoding_message_size: usize) -> Self {
+        Self {
+            generated: BlogServiceServer::new(grpc.clone())
+                .max_decoding_message_size(max_decoding_message_size),
+            grpc,
+            max_decoding_message_size,
+        }
+    }
+
+    /// One call of a read, as the generated server would make it, with `Answers` in
+    /// place of its codec.
+    fn read<R, S>(&self, read: S, request: http::Request<Body>) -> ServerFuture
+    where
+        R: prost::Message + Default + Send + 'static,
+        S: UnaryService<R, Response = Bytes> + Send + 'static,
+        S::Future: Send,
+    {
+        let mut grpc = Grpc::new(Answers::<R>(PhantomData))
+            .apply_max_message_size_config(Some(self.max_decoding_message_size), None);
+        Box::pin(async move { Ok(grpc.unary(read, request).await) })
+    }
+}
+
+type ServerFuture = Pin<Box<dyn Future<Output = Result<http::Response<Body>, Infallible>> + Send>>;
+
+impl NamedService for BlogServer {
+    const NAME: &'static str = <BlogServiceServer<BlogGrpc> as NamedService>::NAME;
+}
+
+impl tower_service::Service<http::Request<Body>> for BlogServer {
+    type Response = http::Response<Body>;
+    type Error = Infallible;
+    type Future = ServerFuture;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        tower_service::Service::<http::Request<Body>>::poll_ready(&mut self.generated, cx)
+    }
+
+    fn call(&mut self, request: http::Request<Body>) -> ServerFuture {
+        match request.uri().path() {
+            LIST_POSTS_PATH => self.read(ListPostsCall(self.grpc.clone()), request),
+            GET_POST_PATH => self.read(GetPostCall(self.grpc.clone()), request),
+            _ => self.generated.call(request),
+        }
+    }
+}
+
+type AnswerFuture = Pin<Box<dyn Future<Output = Result<Response<Bytes>, Status>> + Send>>;
+
+struct ListPostsCall(BlogGrpc);
+
+impl UnaryService<pb::ListPostsRequest> for ListPostsCall {
+    type Response = Bytes;
+    type Future = AnswerFuture;
+
+    fn call(&mut self, request: Request<pb::ListPostsRequest>) -> AnswerFuture {
+        let grpc = self.0.clone();
+        Box::pin(async move {
+            let answer = grpc.list_posts_answer(request.into_inner()).await?;
+            Ok(Response::new(answer))
+        })
+    }
+}
+
+struct GetPostCall(BlogGrpc);
+
+impl UnaryService<pb::GetPostRequest> for GetPostCall {
+    type Response = Bytes;
+    type Future = AnswerFuture;
+
+    fn call(&mut self, request: Request<pb::GetPostRequest>) -> AnswerFuture {
+        let grpc = self.0.clone();
+        Box::pin(async move {
+            let answer = grpc.get_post_answer(request.into_inner()).await?;
+            Ok(Response::new(answer))
+        })
+    }
+}
+
+/// The codec of the reads: requests `R` decoded by prost, responses already encoded.
+struct Answers<R>(PhantomData<R>);
+
+impl<R: prost::Message + Default + Send + 'static> Codec for Answers<R> {
+    type Encode = Bytes;
+    type Decode = R;
+    type Encoder = AnswerEncoder;
+    type Decoder = ProstDecoder<R>;
+
+    fn encoder(&mut self) -> AnswerEncoder {
+        AnswerEncoder
+    }
+
+    fn decoder(&mut self) -> ProstDecoder<R> {
+        ProstDecoder::default()
+    }
+}
+
+/// Writes an encoded answer as it is.
+struct AnswerEncoder;
+
+impl Encoder for AnswerEncoder {
+    type Item = Bytes;
+    type Error = Status;
+
+    fn encode(&mut self, answer: Bytes, buf: &mut EncodeBuf<'_>) -> Result<(), Status> {
+        buf.put_slice(&answer);
+        Ok(())
     }
 }

@@ -20,16 +20,15 @@ use pair_common::{
     server::{MetricsSetup, PreparedServer, ServerSetup},
     sql::SqlPool,
 };
-use pair_proto::blog::v1::blog_service_server::BlogServiceServer;
 use tonic::service::Routes;
 
 pub use config::Config;
 
 use crate::{
-    grpc::BlogGrpc,
+    grpc::{BlogGrpc, BlogServer},
     introspect::Introspector,
     service::BlogCore,
-    store::{CacheReads, CachedPostStore, MIGRATIONS, PostStore, SqlPostStore},
+    store::{CacheReads, CachedPostStore, MIGRATIONS, PostStore, ReadCache, SqlPostStore},
 };
 
 /// The full names of the services this server offers, as health and reflection list them.
@@ -57,9 +56,9 @@ impl pair_common::service::Service for BlogCore {
     async fn build(config: Config) -> anyhow::Result<Application> {
         config.validate().map_err(anyhow::Error::msg)?;
         let metrics = config.metrics_addr.map(|_| Arc::new(Metrics::new()));
-        let posts = connect_posts(&config, metrics.as_deref()).await?;
+        let (posts, kept) = connect_posts(&config, metrics.as_deref()).await?;
         let auth = Introspector::new(&config.auth_url, config.auth_timeout)?;
-        let core = BlogCore::new(posts, auth);
+        let core = BlogCore::new(posts, kept, auth);
 
         let probe_core = core.clone();
         let server = PreparedServer::build(ServerSetup {
@@ -67,10 +66,10 @@ impl pair_common::service::Service for BlogCore {
             services: SERVICE_NAMES,
             listen_addr: config.listen_addr,
             listen_variable: "BLOG_LISTEN_ADDR",
-            routes: Routes::new(
-                BlogServiceServer::new(BlogGrpc::new(core.clone()))
-                    .max_decoding_message_size(MAX_MESSAGE_BYTES),
-            ),
+            routes: Routes::new(BlogServer::new(
+                BlogGrpc::new(core.clone()),
+                MAX_MESSAGE_BYTES,
+            )),
             probe: move || {
                 let core = probe_core.clone();
                 async move { core.ping().await }
@@ -93,10 +92,11 @@ impl pair_common::service::Service for BlogCore {
     }
 }
 
+/// The post store, and the answers kept of its reads if the post cache is on.
 async fn connect_posts(
     config: &Config,
     metrics: Option<&Metrics>,
-) -> anyhow::Result<Arc<dyn PostStore>> {
+) -> anyhow::Result<(Arc<dyn PostStore>, Option<ReadCache>)> {
     let pool = SqlPool::connect(
         config.database_url.as_deref(),
         "blog.db",
@@ -110,26 +110,20 @@ async fn connect_posts(
     let sqlite_file = pool.sqlite_file().map(Path::to_owned);
     let store = SqlPostStore::new(pool);
     if !config.post_cache {
-        return Ok(Arc::new(store));
+        return Ok((Arc::new(store), None));
     }
     let budget = usize::try_from(config.post_cache_mb)? << 20;
     let reads = metrics.map(CacheReads::registered).unwrap_or_default();
-    match (config.database_url.as_deref(), sqlite_file) {
-        (Some(url), _) if postgres => Ok(Arc::new(CachedPostStore::postgres(
-            store,
-            url,
-            config.store_timeout,
-            budget,
-            reads,
-        ))),
-        (_, Some(file)) => Ok(Arc::new(CachedPostStore::sqlite(
-            store,
-            &file,
-            config.store_timeout,
-            budget,
-            reads,
-        ))),
+    let cached = match (config.database_url.as_deref(), sqlite_file) {
+        (Some(url), _) if postgres => {
+            CachedPostStore::postgres(store, url, config.store_timeout, budget, reads)
+        }
+        (_, Some(file)) => {
+            CachedPostStore::sqlite(store, &file, config.store_timeout, budget, reads)
+        }
         // An in-memory SQLite database: no file to watch, so nothing is kept.
-        _ => Ok(Arc::new(store)),
-    }
+        _ => return Ok((Arc::new(store), None)),
+    };
+    let kept = cached.reads();
+    Ok((Arc::new(cached), Some(kept)))
 }

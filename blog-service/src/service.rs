@@ -4,6 +4,7 @@
 
 use std::sync::Arc;
 
+use bytes::Bytes;
 use uuid::Uuid;
 
 use crate::{
@@ -13,44 +14,80 @@ use crate::{
     },
     error::BlogError,
     introspect::{Caller, Introspector},
-    store::PostStore,
+    store::{PostStore, Read, ReadCache},
 };
 
 const INACTIVE_TOKEN: &str = "access token is invalid, expired or revoked";
 
-/// The service: the post store and the auth-service client, shared by every call.
+/// The service: the post store, the answers kept of its reads (if the post cache is
+/// on) and the auth-service client, shared by every call.
 #[derive(Clone)]
 pub struct BlogCore {
     posts: Arc<dyn PostStore>,
+    kept: Option<ReadCache>,
     auth: Introspector,
 }
 
 impl BlogCore {
-    pub fn new(posts: Arc<dyn PostStore>, auth: Introspector) -> Self {
-        Self { posts, auth }
+    pub fn new(posts: Arc<dyn PostStore>, kept: Option<ReadCache>, auth: Introspector) -> Self {
+        Self { posts, kept, auth }
     }
 
+    /// A page of posts, as `answer` makes it into what the transport sends (its encoded
+    /// response). The answer is kept, if the post cache is on, and handed out as is to
+    /// the same request until a change to the posts drops it.
     pub async fn list_posts(
         &self,
         page_size: i32,
         page_token: &str,
         author_id: Option<&str>,
-    ) -> Result<Page, BlogError> {
+        answer: impl FnOnce(Page) -> Bytes,
+    ) -> Result<Bytes, BlogError> {
         let query =
             ListQuery::parse(page_size, page_token, author_id).map_err(BlogError::Validation)?;
-        let rows = self
-            .posts
-            .list(query.author_id, query.after, query.fetch_limit())
-            .await?;
-        Ok(query.page(rows))
+        let read = Read::page(query.author_id, query.after, query.fetch_limit());
+        self.answer(read, async {
+            let rows = self
+                .posts
+                .list(query.author_id, query.after, query.fetch_limit())
+                .await?;
+            Ok(answer(query.page(rows)))
+        })
+        .await
     }
 
-    pub async fn get_post(&self, id: &str) -> Result<Post, BlogError> {
+    /// Post `id`, as `answer` makes it into what the transport sends; kept as
+    /// [`Self::list_posts`] keeps pages. A post that does not exist is not kept.
+    pub async fn get_post(
+        &self,
+        id: &str,
+        answer: impl FnOnce(Post) -> Bytes,
+    ) -> Result<Bytes, BlogError> {
         let id = domain::parse_id(id).map_err(|why| BlogError::invalid("id", why))?;
-        self.posts
-            .find(id)
-            .await?
-            .ok_or(BlogError::NotFound("post"))
+        self.answer(Read::Post(id), async {
+            let post = self.posts.find(id).await?;
+            Ok(answer(post.ok_or(BlogError::NotFound("post"))?))
+        })
+        .await
+    }
+
+    /// The kept answer to `read`, or the `fresh` one, kept unless the posts changed
+    /// while it was made.
+    async fn answer(
+        &self,
+        read: Read,
+        fresh: impl Future<Output = Result<Bytes, BlogError>>,
+    ) -> Result<Bytes, BlogError> {
+        let ticket = match self.kept.as_ref().map(|kept| kept.lookup(&read)) {
+            Some(Ok(kept)) => return Ok(kept),
+            Some(Err(ticket)) => ticket,
+            None => None,
+        };
+        let answer = fresh.await?;
+        if let (Some(kept), Some(ticket)) = (&self.kept, ticket) {
+            kept.keep(ticket, read, answer.clone());
+        }
+        Ok(answer)
     }
 
     pub async fn create_post(

@@ -1,7 +1,13 @@
-//! Posts and pages kept in memory, dropped when the database says they changed, on the
-//! shared change-driven cache (`pair_common::cache`: live flag, generation tickets,
-//! keepalive and reconnect, the budget). This file holds what is the blog's: where
-//! changes come from, and which post each kept read belongs to.
+//! Answers to the two reads (GetPost, ListPosts pages) kept in memory, dropped when the
+//! database says they changed, on the shared change-driven cache (`pair_common::cache`:
+//! live flag, generation tickets, keepalive and reconnect, the budget). This file holds
+//! what is the blog's: where changes come from, and which post each kept answer belongs
+//! to.
+//!
+//! What is kept is the answer as the transport sent it (the encoded response, see
+//! `crate::grpc`), not the posts it was made from: a hit hands out one shared block of
+//! bytes, where keeping posts meant copying each post's strings on every hit and
+//! encoding them again (docs/ARCHITECTURE.md, "The post cache keeps encoded answers").
 //!
 //! - **PostgreSQL** (`LISTEN blog_posts`): every change to `posts`, whoever makes it,
 //!   fires a trigger that sends the post's id on channel `blog_posts` (see the PostgreSQL
@@ -16,9 +22,9 @@
 //!   answer alive.
 //!
 //! This instance's own writes drop what they touch before they return, so a caller reads
-//! its own writes at once; a failed read drops everything. The kept posts and pages are
-//! bounded (`BLOG_POST_CACHE_MB` megabytes of text); past it, deeper pages, then posts, then first pages
-//! go, at random, down to half the budget.
+//! its own writes at once; a failed read drops everything. The kept answers are bounded
+//! (`BLOG_POST_CACHE_MB` megabytes of encoded answers); past it, deeper pages, then
+//! posts, then first pages go, at random, down to half the budget.
 
 use std::{
     path::{Path, PathBuf},
@@ -27,9 +33,10 @@ use std::{
 };
 
 use async_trait::async_trait;
+use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use pair_common::{
-    cache::{Change, ChangeCache, ChangeSource, Failure, Policy, Rhythm},
+    cache::{Change, ChangeCache, ChangeSource, Failure, Policy, Rhythm, Ticket},
     metrics::Metrics,
 };
 use prometheus_client::{
@@ -61,19 +68,29 @@ const WATCH_FRESH_FOR: Duration = Duration::from_millis(100);
 /// A page request: author filter, cursor, limit.
 type PageKey = (Option<Uuid>, Option<(DateTime<Utc>, Uuid)>, usize);
 
-/// The read a kept answer came from.
+/// What a kept answer answers: GetPost of one post, or one ListPosts page.
 #[derive(Clone, Debug, Hash, PartialEq, Eq)]
-enum Read {
+pub enum Read {
     Post(Uuid),
     Page(PageKey),
 }
 
-/// Posts (a post is a list of one) and pages of posts.
+impl Read {
+    /// The page of at most `limit` posts (of `author_id` only, if given) after `after`.
+    pub fn page(author_id: Option<Uuid>, after: Option<Cursor>, limit: usize) -> Self {
+        Self::Page((author_id, after.map(|c| (c.create_time, c.id)), limit))
+    }
+}
+
+/// Each entry's own cost besides its answer: its key and its place in the maps.
+const ENTRY_OVERHEAD_BYTES: usize = 64;
+
+/// Encoded answers to posts and pages.
 struct Posts;
 
 impl Policy for Posts {
     type Key = Read;
-    type Value = Vec<Post>;
+    type Value = Bytes;
     /// A post: every change PostgreSQL announces names one.
     type Owner = Uuid;
 
@@ -86,22 +103,18 @@ impl Policy for Posts {
         }
     }
 
-    fn weight(_: &Read, posts: &Vec<Post>) -> usize {
-        posts.iter().map(size).sum()
+    fn weight(_: &Read, answer: &Bytes) -> usize {
+        answer.len() + ENTRY_OVERHEAD_BYTES
     }
 
     /// Deeper pages go first, first pages last: they are what most readers ask for.
-    fn rank(read: &Read, _: &Vec<Post>) -> u8 {
+    fn rank(read: &Read, _: &Bytes) -> u8 {
         match read {
             Read::Page((_, Some(_), _)) => 0,
             Read::Post(_) => 1,
             Read::Page((_, None, _)) => 2,
         }
     }
-}
-
-fn size(post: &Post) -> usize {
-    post.title.len() + post.content.len() + post.author_username.len() + 64
 }
 
 /// The kept posts and pages; shared by the store and its listening task.
@@ -150,16 +163,47 @@ impl CacheReads {
     }
 }
 
-/// `PostStore` with a `PostCache` in front of the reads.
-pub struct CachedPostStore<S> {
-    inner: S,
+/// The kept answers, as the reads see them: shared by `CachedPostStore` (which drops
+/// what its writes touch) and the service (which looks answers up and keeps them).
+#[derive(Clone)]
+pub struct ReadCache {
     cache: Arc<PostCache>,
     reads: CacheReads,
 }
 
+impl ReadCache {
+    /// The answer kept for `read`; on a miss, a ticket for [`Self::keep`] (`None`: the
+    /// cache is not serving, do not keep the answer). Counted in `CacheReads`.
+    pub fn lookup(&self, read: &Read) -> Result<Bytes, Option<Ticket>> {
+        let found = self.cache.lookup(read, Bytes::clone);
+        let counter = match (read, found.is_ok()) {
+            (Read::Post(_), true) => &self.reads.post_hit,
+            (Read::Post(_), false) => &self.reads.post_miss,
+            (Read::Page(_), true) => &self.reads.page_hit,
+            (Read::Page(_), false) => &self.reads.page_miss,
+        };
+        counter.inc();
+        found
+    }
+
+    /// Keeps `answer` to `read`, made from what the store returned after `ticket` was
+    /// taken, unless anything was dropped since; whether it was kept.
+    pub fn keep(&self, ticket: Ticket, read: Read, answer: Bytes) -> bool {
+        self.cache.keep(ticket, read, answer)
+    }
+}
+
+/// `PostStore` whose writes drop the kept answers they touch, and whose failed reads
+/// drop them all (fail closed); the answers themselves are looked up and kept by the
+/// service, through [`Self::reads`].
+pub struct CachedPostStore<S> {
+    inner: S,
+    cache: ReadCache,
+}
+
 impl<S: PostStore> CachedPostStore<S> {
     /// Wraps `inner` and starts listening for changes on PostgreSQL at `url`; nothing is
-    /// kept until the first connection listens. At most `budget` bytes of post text are
+    /// kept until the first connection listens. At most `budget` bytes of answers are
     /// kept.
     pub fn postgres(
         inner: S,
@@ -176,14 +220,13 @@ impl<S: PostStore> CachedPostStore<S> {
         pair_common::cache::supervise(&cache, source, Rhythm::KEEPALIVE);
         Self {
             inner,
-            cache,
-            reads,
+            cache: ReadCache { cache, reads },
         }
     }
 
     /// Wraps `inner` and starts the task that watches the SQLite `file` for commits;
     /// nothing is kept until its first check. `busy_timeout` bounds a check's wait for a
-    /// lock. At most `budget` bytes of post text are kept.
+    /// lock. At most `budget` bytes of answers are kept.
     pub fn sqlite(
         inner: S,
         file: &Path,
@@ -205,15 +248,23 @@ impl<S: PostStore> CachedPostStore<S> {
         pair_common::cache::supervise(&cache, source, rhythm);
         Self {
             inner,
-            cache,
-            reads,
+            cache: ReadCache { cache, reads },
         }
+    }
+
+    /// The kept answers, for the service's reads.
+    pub fn reads(&self) -> ReadCache {
+        self.cache.clone()
+    }
+
+    fn kept(&self) -> &PostCache {
+        &self.cache.cache
     }
 
     /// Runs a read, dropping everything kept if it failed (fail closed).
     fn checked<T>(&self, result: Result<T, StoreError>) -> Result<T, StoreError> {
         if result.is_err() {
-            self.cache.drop_all();
+            self.kept().drop_all();
         }
         result
     }
@@ -223,25 +274,12 @@ impl<S: PostStore> CachedPostStore<S> {
 impl<S: PostStore> PostStore for CachedPostStore<S> {
     async fn insert(&self, post: &Post) -> Result<(), StoreError> {
         let result = self.inner.insert(post).await;
-        self.cache.drop_owner(&post.id);
+        self.kept().drop_owner(&post.id);
         result
     }
 
     async fn find(&self, id: Uuid) -> Result<Option<Post>, StoreError> {
-        let read = Read::Post(id);
-        let ticket = match self.cache.lookup(&read, |posts| posts.first().cloned()) {
-            Ok(post) => {
-                self.reads.post_hit.inc();
-                return Ok(post);
-            }
-            Err(ticket) => ticket,
-        };
-        self.reads.post_miss.inc();
-        let post = self.checked(self.inner.find(id).await)?;
-        if let (Some(ticket), Some(post)) = (ticket, &post) {
-            self.cache.keep(ticket, read, vec![post.clone()]);
-        }
-        Ok(post)
+        self.checked(self.inner.find(id).await)
     }
 
     async fn list(
@@ -250,20 +288,7 @@ impl<S: PostStore> PostStore for CachedPostStore<S> {
         after: Option<Cursor>,
         limit: usize,
     ) -> Result<Vec<Post>, StoreError> {
-        let read = Read::Page((author_id, after.map(|c| (c.create_time, c.id)), limit));
-        let ticket = match self.cache.lookup(&read, Vec::clone) {
-            Ok(page) => {
-                self.reads.page_hit.inc();
-                return Ok(page);
-            }
-            Err(ticket) => ticket,
-        };
-        self.reads.page_miss.inc();
-        let page = self.checked(self.inner.list(author_id, after, limit).await)?;
-        if let Some(ticket) = ticket {
-            self.cache.keep(ticket, read, page.clone());
-        }
-        Ok(page)
+        self.checked(self.inner.list(author_id, after, limit).await)
     }
 
     async fn update_owned(
@@ -274,13 +299,13 @@ impl<S: PostStore> PostStore for CachedPostStore<S> {
         now: DateTime<Utc>,
     ) -> Result<Option<Post>, StoreError> {
         let result = self.inner.update_owned(id, author_id, change, now).await;
-        self.cache.drop_owner(&id);
+        self.kept().drop_owner(&id);
         result
     }
 
     async fn delete_owned(&self, id: Uuid, author_id: Uuid) -> Result<bool, StoreError> {
         let result = self.inner.delete_owned(id, author_id).await;
-        self.cache.drop_owner(&id);
+        self.kept().drop_owner(&id);
         result
     }
 
@@ -288,7 +313,7 @@ impl<S: PostStore> PostStore for CachedPostStore<S> {
         let result = self.inner.rename_author(author_id, username).await;
         // Called on every write, and usually renames nothing: only a change drops.
         if !matches!(result, Ok(0)) {
-            self.cache.drop_all();
+            self.kept().drop_all();
         }
         result
     }
@@ -418,11 +443,11 @@ mod tests {
         cache
     }
 
-    fn keep(cache: &PostCache, read: &Read, posts: &[Post]) {
+    fn keep(cache: &PostCache, read: &Read, answer: impl Into<Bytes>) {
         let Err(Some(ticket)) = cache.lookup(read, |_| ()) else {
             panic!("a miss")
         };
-        assert!(cache.keep(ticket, read.clone(), posts.to_vec()));
+        assert!(cache.keep(ticket, read.clone(), answer.into()));
     }
 
     fn hit(cache: &PostCache, read: &Read) -> bool {
@@ -432,19 +457,19 @@ mod tests {
     #[test]
     fn a_notified_post_drops_itself_and_every_page_and_anything_else_drops_all() {
         let cache = live();
-        let (one, two) = (post("one"), post("two"));
+        let (one, two) = (Uuid::now_v7(), Uuid::now_v7());
         let first = Read::Page((None, None, 20));
-        keep(&cache, &Read::Post(one.id), std::slice::from_ref(&one));
-        keep(&cache, &Read::Post(two.id), std::slice::from_ref(&two));
-        keep(&cache, &first, &[one.clone(), two.clone()]);
+        keep(&cache, &Read::Post(one), "one");
+        keep(&cache, &Read::Post(two), "two");
+        keep(&cache, &first, "one and two");
 
-        cache.apply(&change_of(&one.id.to_string()));
-        assert!(!hit(&cache, &Read::Post(one.id)));
+        cache.apply(&change_of(&one.to_string()));
+        assert!(!hit(&cache, &Read::Post(one)));
         assert!(
             !hit(&cache, &first),
             "any change can move posts between pages"
         );
-        assert!(hit(&cache, &Read::Post(two.id)), "another post stays");
+        assert!(hit(&cache, &Read::Post(two)), "another post stays");
 
         cache.apply(&change_of("*"));
         assert!(cache.is_empty());
@@ -460,12 +485,11 @@ mod tests {
             .map(|author| Read::Page((author, None, 20)))
             .collect();
         for first in &firsts {
-            keep(&cache, first, &[post("newest")]);
+            keep(&cache, first, "the newest post");
         }
         for n in 0..1000 {
-            let one = post(&big);
-            let deeper = Read::Page((None, Some((one.create_time, one.id)), n));
-            keep(&cache, &deeper, std::slice::from_ref(&one));
+            let deeper = Read::Page((None, Some((Utc::now(), Uuid::now_v7())), n));
+            keep(&cache, &deeper, big.clone());
         }
         assert!(
             firsts.iter().all(|first| hit(&cache, first)),
@@ -478,14 +502,10 @@ mod tests {
     /// The real SQLite store, counting the reads that reach it.
     struct Counting {
         inner: crate::store::SqlPostStore,
-        reads: std::sync::atomic::AtomicUsize,
+        reads: Arc<std::sync::atomic::AtomicUsize>,
     }
 
     impl Counting {
-        fn reads(&self) -> usize {
-            self.reads.load(std::sync::atomic::Ordering::SeqCst)
-        }
-
         fn count(&self) {
             self.reads.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         }
@@ -557,24 +577,39 @@ mod tests {
         )
         .await
         .expect("SQLite opens");
+        let reads = Arc::new(std::sync::atomic::AtomicUsize::new(0));
         let inner = Counting {
             inner: crate::store::SqlPostStore::new(pool),
-            reads: 0.into(),
+            reads: reads.clone(),
         };
+        let reads = move || reads.load(std::sync::atomic::Ordering::SeqCst);
         let store = CachedPostStore::sqlite(inner, &file, timeout, BUDGET, CacheReads::default());
-        wait_until("the first check", || store.cache.is_live()).await;
+        let cache = store.reads();
+        wait_until("the first check", || cache.cache.is_live()).await;
+        let store = Arc::new(store);
+        // Reads never ask auth-service; nothing listens here.
+        let auth = crate::introspect::Introspector::new("http://127.0.0.1:9", timeout)
+            .expect("a valid URL");
+        let core = crate::service::BlogCore::new(store.clone(), Some(cache), auth);
+        let content = |post: Post| Bytes::from(post.content);
+        let count = |page: crate::domain::page::Page| Bytes::from(page.posts.len().to_string());
+        let id = |post: &Post| post.id.to_string();
 
         let mut one = post("one");
         one.create_time = crate::domain::now();
         one.update_time = one.create_time;
         store.insert(&one).await.expect("insert");
-        let reads = store.inner.reads();
+        let before = reads();
         for _ in 0..5 {
-            let found = store.find(one.id).await.expect("find").expect("the post");
-            assert_eq!(found.content, "one");
-            assert_eq!(store.list(None, None, 20).await.expect("list").len(), 1);
+            let found = core.get_post(&id(&one), content).await.expect("GetPost");
+            assert_eq!(found, "one");
+            let page = core
+                .list_posts(0, "", None, count)
+                .await
+                .expect("ListPosts");
+            assert_eq!(page, "1");
         }
-        assert_eq!(store.inner.reads(), reads + 2, "one read each, then memory");
+        assert_eq!(reads(), before + 2, "one read each, then memory");
 
         // Another connection commits (as another process would): seen at the next check.
         let mut other = <SqliteConnection as sqlx::Connection>::connect(&url)
@@ -586,8 +621,8 @@ mod tests {
             .expect("the edit");
         let started = Instant::now();
         loop {
-            let found = store.find(one.id).await.expect("find").expect("the post");
-            if found.content == "edited elsewhere" {
+            let found = core.get_post(&id(&one), content).await.expect("GetPost");
+            if found == "edited elsewhere" {
                 break;
             }
             assert!(
@@ -602,10 +637,10 @@ mod tests {
         );
 
         // Kept again once read after the edit.
-        store.find(one.id).await.expect("find");
-        let reads = store.inner.reads();
-        store.find(one.id).await.expect("find");
-        assert_eq!(store.inner.reads(), reads, "from memory again");
+        core.get_post(&id(&one), content).await.expect("GetPost");
+        let before = reads();
+        core.get_post(&id(&one), content).await.expect("GetPost");
+        assert_eq!(reads(), before, "from memory again");
         drop(other);
         let _ = std::fs::remove_dir_all(&dir);
     }

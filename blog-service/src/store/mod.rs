@@ -5,7 +5,9 @@
 mod cached;
 mod sql;
 
-pub use self::cached::{APPLICATION_NAME as CACHE_LISTENER_NAME, CacheReads, CachedPostStore};
+pub use self::cached::{
+    APPLICATION_NAME as CACHE_LISTENER_NAME, CacheReads, CachedPostStore, Read, ReadCache,
+};
 pub use self::sql::{MIGRATIONS, SqlPostStore};
 
 use async_trait::async_trait;
