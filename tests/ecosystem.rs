@@ -255,6 +255,71 @@ async fn grpc_web_over_http1_is_served_and_a_wrong_content_type_is_refused_clean
     assert!(!answer.into_inner().active);
 }
 
+/// GetPost and ListPosts send their answers as the post cache keeps them, already
+/// encoded, through a codec of their own: over gRPC-Web too, the first answer (read from
+/// the database) and the kept one are the message a client decodes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_reads_answer_over_grpc_web_from_the_database_and_from_the_cache_alike() {
+    use prost::Message as _;
+    let auth = spawn_auth_on(Backend::Embedded).await;
+    let mut config = blog_config_on(Backend::Embedded, auth.url()).await;
+    config.metrics_addr = Some(SocketAddr::from(([127, 0, 0, 1], 0)));
+    let app = blog_service::Application::build(config)
+        .await
+        .expect("build");
+    let metrics_addr = app.metrics_addr().expect("metrics endpoint");
+    let server = serve(app);
+    let mut client = blog_client(&server).await;
+    let (_, tokens) = register_and_login(&mut auth_client(&auth).await, "webreader").await;
+    let post = create_post(&mut client, &tokens.access_token, "read over the web").await;
+    let expected = grpc_web_frame(
+        &blog::GetPostResponse {
+            post: Some(post.clone()),
+        }
+        .encode_to_vec(),
+    );
+    let body = grpc_web_frame(
+        &blog::GetPostRequest {
+            id: post.id.clone(),
+        }
+        .encode_to_vec(),
+    );
+    let head = format!(
+        "POST /blog.v1.BlogService/GetPost HTTP/1.1\r\nHost: x\r\nContent-Type: application/grpc-web+proto\r\nX-Grpc-Web: 1\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    );
+    let hits = |metrics: &str| {
+        value(
+            metrics,
+            r#"blog_post_cache_reads_total{read="post",result="hit"}"#,
+        )
+        .unwrap_or_else(|| panic!("no post hits counted: {metrics}"))
+    };
+    // The first read goes to the database; reads go on until one is a hit (the cache
+    // serves once its change source is confirmed).
+    let deadline = Instant::now() + Duration::from_secs(10);
+    for read in 0.. {
+        let answer = http1(server.addr, &head, &body).await;
+        let shown = text(&answer);
+        assert!(shown.starts_with("HTTP/1.1 200"), "read {read}: {shown}");
+        assert!(shown.contains("grpc-status:0"), "read {read}: {shown}");
+        assert!(
+            answer.windows(expected.len()).any(|w| w == expected),
+            "read {read}: not the post, framed: {shown}"
+        );
+        let metrics = scrape(metrics_addr).await;
+        if read == 0 {
+            assert_eq!(hits(&metrics), 0.0, "the first read is a miss");
+        } else if hits(&metrics) >= 1.0 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no read was a hit: {metrics}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    server.stop().await;
+    auth.stop().await;
+}
+
 async fn preflight(addr: SocketAddr, origin: &str) -> String {
     let head = format!(
         "OPTIONS /auth.v1.AuthService/Login HTTP/1.1\r\nHost: x\r\nOrigin: {origin}\r\nAccess-Control-Request-Method: POST\r\nAccess-Control-Request-Headers: content-type,x-grpc-web\r\nConnection: close\r\n\r\n"
