@@ -299,3 +299,100 @@ impl Encoder for AnswerEncoder {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::{sync::Arc, time::Duration};
+
+    use uuid::Uuid;
+
+    use super::*;
+    use crate::{
+        domain::now,
+        introspect::Introspector,
+        store::{MIGRATIONS, PostStore as _, SqlPostStore},
+    };
+
+    /// `BlogGrpc` called as a `BlogService` (not through `BlogServer`, which sends the
+    /// encoded answers) decodes its own answers: the posts and page token a client gets.
+    #[tokio::test]
+    async fn called_directly_the_reads_return_what_the_server_sends() {
+        let dir = std::env::temp_dir().join(format!("blog-grpc-{}", Uuid::now_v7().simple()));
+        std::fs::create_dir_all(&dir).expect("a temp dir");
+        let url = format!("sqlite://{}", dir.join("blog.db").display());
+        let timeout = Duration::from_secs(5);
+        let pool = pair_common::sql::SqlPool::connect(
+            Some(&url),
+            "blog.db",
+            "BLOG_DATABASE_URL",
+            timeout,
+            &MIGRATIONS,
+        )
+        .await
+        .expect("SQLite opens");
+        let store = Arc::new(SqlPostStore::new(pool));
+        let mut posts: Vec<pb::Post> = Vec::new();
+        for n in 0..3 {
+            let time = now();
+            let post = Post {
+                id: Uuid::now_v7(),
+                author_id: Uuid::now_v7(),
+                author_username: "ann".into(),
+                title: format!("post {n}"),
+                content: "text".into(),
+                create_time: time,
+                update_time: time,
+            };
+            store.insert(&post).await.expect("insert");
+            posts.push(post.into());
+        }
+        // Reads never ask auth-service; nothing listens here.
+        let auth = Introspector::new("http://127.0.0.1:9", timeout).expect("a valid URL");
+        let grpc = BlogGrpc::new(BlogCore::new(store, None, auth));
+
+        let found = BlogService::get_post(
+            &grpc,
+            Request::new(pb::GetPostRequest {
+                id: posts[2].id.clone(),
+            }),
+        )
+        .await
+        .expect("GetPost")
+        .into_inner();
+        assert_eq!(found.post.as_ref(), Some(&posts[2]));
+        let page = BlogService::list_posts(
+            &grpc,
+            Request::new(pb::ListPostsRequest {
+                page_size: 2,
+                ..Default::default()
+            }),
+        )
+        .await
+        .expect("ListPosts")
+        .into_inner();
+        assert_eq!(page.posts, vec![posts[2].clone(), posts[1].clone()]);
+        let rest = BlogService::list_posts(
+            &grpc,
+            Request::new(pb::ListPostsRequest {
+                page_size: 2,
+                page_token: page.next_page_token,
+                author_id: None,
+            }),
+        )
+        .await
+        .expect("the next page")
+        .into_inner();
+        assert_eq!(rest.posts, vec![posts[0].clone()]);
+        assert_eq!(rest.next_page_token, "");
+        let missing = BlogService::get_post(
+            &grpc,
+            Request::new(pb::GetPostRequest {
+                id: Uuid::now_v7().to_string(),
+            }),
+        )
+        .await
+        .expect_err("no such post");
+        assert_eq!(missing.code(), tonic::Code::NotFound);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
