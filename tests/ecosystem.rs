@@ -55,6 +55,23 @@ fn value(metrics: &str, series: &str) -> Option<f64> {
         .and_then(|v| v.parse().ok())
 }
 
+/// blog-service on `backend` with its metrics endpoint on: the server and that endpoint.
+async fn blog_with_metrics(backend: Backend, auth: &Running) -> (Running, SocketAddr) {
+    let mut config = blog_config_on(backend, auth.url()).await;
+    config.metrics_addr = Some(SocketAddr::from(([127, 0, 0, 1], 0)));
+    let app = blog_service::Application::build(config)
+        .await
+        .expect("build");
+    let metrics_addr = app.metrics_addr().expect("metrics endpoint");
+    (serve(app), metrics_addr)
+}
+
+/// `blog_post_cache_reads_total` of `read` (post or page) with `result` (hit or miss).
+fn cache_reads(metrics: &str, read: &str, result: &str) -> f64 {
+    let series = format!(r#"blog_post_cache_reads_total{{read="{read}",result="{result}"}}"#);
+    value(metrics, &series).unwrap_or_else(|| panic!("no {series}: {metrics}"))
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn metrics_count_calls_by_method_and_code_and_report_sessions_and_introspections() {
     for backend in [
@@ -150,27 +167,16 @@ async fn metrics_count_calls_by_method_and_code_and_report_sessions_and_introspe
 async fn blog_metrics_count_the_reads_the_post_cache_answered_and_those_it_did_not() {
     for backend in [Backend::Embedded, Backend::PostgresRedis] {
         let auth = spawn_auth_on(backend).await;
-        let mut config = blog_config_on(backend, auth.url()).await;
-        config.metrics_addr = Some(SocketAddr::from(([127, 0, 0, 1], 0)));
-        let app = blog_service::Application::build(config)
-            .await
-            .expect("build");
-        let metrics_addr = app.metrics_addr().expect("metrics endpoint");
-        let server = serve(app);
+        let (server, metrics_addr) = blog_with_metrics(backend, &auth).await;
         let mut client = blog_client(&server).await;
         let (_, tokens) = register_and_login(&mut auth_client(&auth).await, "cachereads").await;
         let post = create_post(&mut client, &tokens.access_token, "counted").await;
-        let count = |metrics: &str, read: &str, result: &str| {
-            let series =
-                format!(r#"blog_post_cache_reads_total{{read="{read}",result="{result}"}}"#);
-            value(metrics, &series).unwrap_or_else(|| panic!("no {series}: {metrics}"))
-        };
 
         // Creating a post keeps nothing: its first read goes to the database.
         get_post(&mut client, &post.id).await.expect("get");
         let metrics = scrape(metrics_addr).await;
-        assert_eq!(count(&metrics, "post", "miss"), 1.0, "{metrics}");
-        assert_eq!(count(&metrics, "post", "hit"), 0.0, "{metrics}");
+        assert_eq!(cache_reads(&metrics, "post", "miss"), 1.0, "{metrics}");
+        assert_eq!(cache_reads(&metrics, "post", "hit"), 0.0, "{metrics}");
 
         // Once the cache serves (its change source confirmed), the same reads are hits.
         let (mut gets, mut lists) = (1.0, 0.0);
@@ -181,7 +187,9 @@ async fn blog_metrics_count_the_reads_the_post_cache_answered_and_those_it_did_n
             gets += 1.0;
             lists += 1.0;
             let metrics = scrape(metrics_addr).await;
-            if count(&metrics, "post", "hit") > 0.0 && count(&metrics, "page", "hit") > 0.0 {
+            if cache_reads(&metrics, "post", "hit") > 0.0
+                && cache_reads(&metrics, "page", "hit") > 0.0
+            {
                 break metrics;
             }
             assert!(Instant::now() < deadline, "no hit within 10 s: {metrics}");
@@ -189,16 +197,16 @@ async fn blog_metrics_count_the_reads_the_post_cache_answered_and_those_it_did_n
         };
         // Every read is counted once, as a hit or a miss.
         assert_eq!(
-            count(&metrics, "post", "hit") + count(&metrics, "post", "miss"),
+            cache_reads(&metrics, "post", "hit") + cache_reads(&metrics, "post", "miss"),
             gets,
             "{metrics}"
         );
         assert_eq!(
-            count(&metrics, "page", "hit") + count(&metrics, "page", "miss"),
+            cache_reads(&metrics, "page", "hit") + cache_reads(&metrics, "page", "miss"),
             lists,
             "{metrics}"
         );
-        assert!(count(&metrics, "page", "miss") >= 1.0, "{metrics}");
+        assert!(cache_reads(&metrics, "page", "miss") >= 1.0, "{metrics}");
         server.stop().await;
         auth.stop().await;
     }
@@ -262,13 +270,7 @@ async fn grpc_web_over_http1_is_served_and_a_wrong_content_type_is_refused_clean
 async fn the_reads_answer_over_grpc_web_from_the_database_and_from_the_cache_alike() {
     use prost::Message as _;
     let auth = spawn_auth_on(Backend::Embedded).await;
-    let mut config = blog_config_on(Backend::Embedded, auth.url()).await;
-    config.metrics_addr = Some(SocketAddr::from(([127, 0, 0, 1], 0)));
-    let app = blog_service::Application::build(config)
-        .await
-        .expect("build");
-    let metrics_addr = app.metrics_addr().expect("metrics endpoint");
-    let server = serve(app);
+    let (server, metrics_addr) = blog_with_metrics(Backend::Embedded, &auth).await;
     let mut client = blog_client(&server).await;
     let (_, tokens) = register_and_login(&mut auth_client(&auth).await, "webreader").await;
     let post = create_post(&mut client, &tokens.access_token, "read over the web").await;
@@ -288,13 +290,7 @@ async fn the_reads_answer_over_grpc_web_from_the_database_and_from_the_cache_ali
         "POST /blog.v1.BlogService/GetPost HTTP/1.1\r\nHost: x\r\nContent-Type: application/grpc-web+proto\r\nX-Grpc-Web: 1\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
         body.len()
     );
-    let hits = |metrics: &str| {
-        value(
-            metrics,
-            r#"blog_post_cache_reads_total{read="post",result="hit"}"#,
-        )
-        .unwrap_or_else(|| panic!("no post hits counted: {metrics}"))
-    };
+    let hits = |metrics: &str| cache_reads(metrics, "post", "hit");
     // The first read goes to the database; reads go on until one is a hit (the cache
     // serves once its change source is confirmed).
     let deadline = Instant::now() + Duration::from_secs(10);

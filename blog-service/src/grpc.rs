@@ -12,6 +12,7 @@ use std::{
     future::Future,
     marker::PhantomData,
     pin::Pin,
+    sync::Arc,
     task::{Context, Poll},
 };
 
@@ -88,24 +89,25 @@ fn post_answer(post: Post) -> Bytes {
     .into()
 }
 
-impl BlogGrpc {
-    /// ListPosts, its response encoded.
-    async fn list_posts_answer(&self, r: pb::ListPostsRequest) -> Result<Bytes, Status> {
-        let answer = self
-            .core
-            .list_posts(
-                r.page_size,
-                &r.page_token,
-                r.author_id.as_deref(),
-                page_answer,
-            )
-            .await?;
-        Ok(answer)
-    }
+/// A read request whose response goes out already encoded.
+trait AnsweredRead: prost::Message + Default + Send + 'static {
+    /// The encoded response to this request.
+    fn answer(self, grpc: &BlogGrpc) -> impl Future<Output = Result<Bytes, Status>> + Send;
+}
 
-    /// GetPost, its response encoded.
-    async fn get_post_answer(&self, r: pb::GetPostRequest) -> Result<Bytes, Status> {
-        Ok(self.core.get_post(&r.id, post_answer).await?)
+impl AnsweredRead for pb::ListPostsRequest {
+    async fn answer(self, grpc: &BlogGrpc) -> Result<Bytes, Status> {
+        let author_id = self.author_id.as_deref();
+        let page = grpc
+            .core
+            .list_posts(self.page_size, &self.page_token, author_id, page_answer);
+        Ok(page.await?)
+    }
+}
+
+impl AnsweredRead for pb::GetPostRequest {
+    async fn answer(self, grpc: &BlogGrpc) -> Result<Bytes, Status> {
+        Ok(grpc.core.get_post(&self.id, post_answer).await?)
     }
 }
 
@@ -123,14 +125,14 @@ impl BlogService for BlogGrpc {
         &self,
         request: Request<pb::ListPostsRequest>,
     ) -> Result<Response<pb::ListPostsResponse>, Status> {
-        decoded(self.list_posts_answer(request.into_inner()).await?)
+        decoded(request.into_inner().answer(self).await?)
     }
 
     async fn get_post(
         &self,
         request: Request<pb::GetPostRequest>,
     ) -> Result<Response<pb::GetPostResponse>, Status> {
-        decoded(self.get_post_answer(request.into_inner()).await?)
+        decoded(request.into_inner().answer(self).await?)
     }
 
     async fn create_post(
@@ -183,7 +185,8 @@ const GET_POST_PATH: &str = "/blog.v1.BlogService/GetPost";
 /// they are, every other method goes to the generated server.
 #[derive(Clone)]
 pub struct BlogServer {
-    grpc: BlogGrpc,
+    /// Shared, as the generated server shares it: a call clones one `Arc`.
+    grpc: Arc<BlogGrpc>,
     generated: BlogServiceServer<BlogGrpc>,
     max_decoding_message_size: usize,
 }
@@ -194,21 +197,17 @@ impl BlogServer {
         Self {
             generated: BlogServiceServer::new(grpc.clone())
                 .max_decoding_message_size(max_decoding_message_size),
-            grpc,
+            grpc: Arc::new(grpc),
             max_decoding_message_size,
         }
     }
 
-    /// One call of a read, as the generated server would make it, with `Answers` in
+    /// One call of read `R`, as the generated server would make it, with `Answers` in
     /// place of its codec.
-    fn read<R, S>(&self, read: S, request: http::Request<Body>) -> ServerFuture
-    where
-        R: prost::Message + Default + Send + 'static,
-        S: UnaryService<R, Response = Bytes> + Send + 'static,
-        S::Future: Send,
-    {
+    fn read<R: AnsweredRead>(&self, request: http::Request<Body>) -> ServerFuture {
         let mut grpc = Grpc::new(Answers::<R>(PhantomData))
             .apply_max_message_size_config(Some(self.max_decoding_message_size), None);
+        let read = ReadCall::<R>(self.grpc.clone(), PhantomData);
         Box::pin(async move { Ok(grpc.unary(read, request).await) })
     }
 }
@@ -230,8 +229,8 @@ impl tower_service::Service<http::Request<Body>> for BlogServer {
 
     fn call(&mut self, request: http::Request<Body>) -> ServerFuture {
         match request.uri().path() {
-            LIST_POSTS_PATH => self.read(ListPostsCall(self.grpc.clone()), request),
-            GET_POST_PATH => self.read(GetPostCall(self.grpc.clone()), request),
+            LIST_POSTS_PATH => self.read::<pb::ListPostsRequest>(request),
+            GET_POST_PATH => self.read::<pb::GetPostRequest>(request),
             _ => self.generated.call(request),
         }
     }
@@ -239,33 +238,16 @@ impl tower_service::Service<http::Request<Body>> for BlogServer {
 
 type AnswerFuture = Pin<Box<dyn Future<Output = Result<Response<Bytes>, Status>> + Send>>;
 
-struct ListPostsCall(BlogGrpc);
+/// One read `R` of the service, for `Grpc::unary`.
+struct ReadCall<R>(Arc<BlogGrpc>, PhantomData<fn(R)>);
 
-impl UnaryService<pb::ListPostsRequest> for ListPostsCall {
+impl<R: AnsweredRead> UnaryService<R> for ReadCall<R> {
     type Response = Bytes;
     type Future = AnswerFuture;
 
-    fn call(&mut self, request: Request<pb::ListPostsRequest>) -> AnswerFuture {
+    fn call(&mut self, request: Request<R>) -> AnswerFuture {
         let grpc = self.0.clone();
-        Box::pin(async move {
-            let answer = grpc.list_posts_answer(request.into_inner()).await?;
-            Ok(Response::new(answer))
-        })
-    }
-}
-
-struct GetPostCall(BlogGrpc);
-
-impl UnaryService<pb::GetPostRequest> for GetPostCall {
-    type Response = Bytes;
-    type Future = AnswerFuture;
-
-    fn call(&mut self, request: Request<pb::GetPostRequest>) -> AnswerFuture {
-        let grpc = self.0.clone();
-        Box::pin(async move {
-            let answer = grpc.get_post_answer(request.into_inner()).await?;
-            Ok(Response::new(answer))
-        })
+        Box::pin(async move { request.into_inner().answer(&grpc).await.map(Response::new) })
     }
 }
 
@@ -302,7 +284,7 @@ impl Encoder for AnswerEncoder {
 
 #[cfg(test)]
 mod tests {
-    use std::{sync::Arc, time::Duration};
+    use std::time::Duration;
 
     use uuid::Uuid;
 
@@ -310,26 +292,15 @@ mod tests {
     use crate::{
         domain::now,
         introspect::Introspector,
-        store::{MIGRATIONS, PostStore as _, SqlPostStore},
+        store::{PostStore as _, SqlPostStore, temp_sqlite},
     };
 
     /// `BlogGrpc` called as a `BlogService` (not through `BlogServer`, which sends the
     /// encoded answers) decodes its own answers: the posts and page token a client gets.
     #[tokio::test]
     async fn called_directly_the_reads_return_what_the_server_sends() {
-        let dir = std::env::temp_dir().join(format!("blog-grpc-{}", Uuid::now_v7().simple()));
-        std::fs::create_dir_all(&dir).expect("a temp dir");
-        let url = format!("sqlite://{}", dir.join("blog.db").display());
         let timeout = Duration::from_secs(5);
-        let pool = pair_common::sql::SqlPool::connect(
-            Some(&url),
-            "blog.db",
-            "BLOG_DATABASE_URL",
-            timeout,
-            &MIGRATIONS,
-        )
-        .await
-        .expect("SQLite opens");
+        let (dir, pool) = temp_sqlite("blog-grpc", timeout).await;
         let store = Arc::new(SqlPostStore::new(pool));
         let mut posts: Vec<pb::Post> = Vec::new();
         for n in 0..3 {
@@ -346,9 +317,7 @@ mod tests {
             store.insert(&post).await.expect("insert");
             posts.push(post.into());
         }
-        // Reads never ask auth-service; nothing listens here.
-        let auth = Introspector::new("http://127.0.0.1:9", timeout).expect("a valid URL");
-        let grpc = BlogGrpc::new(BlogCore::new(store, None, auth));
+        let grpc = BlogGrpc::new(BlogCore::new(store, None, Introspector::nowhere(timeout)));
 
         let found = BlogService::get_post(
             &grpc,

@@ -44,6 +44,13 @@ impl Introspector {
         })
     }
 
+    /// A client of an auth-service that nothing runs, for tests of reads (which never
+    /// ask auth-service).
+    #[cfg(test)]
+    pub(crate) fn nowhere(deadline: Duration) -> Self {
+        Self::new("http://127.0.0.1:9", deadline).expect("a valid URL")
+    }
+
     /// The caller behind a bare access token, or `None` if the token is not active.
     pub async fn introspect(&self, token: &str) -> Result<Option<Caller>, BlogError> {
         let mut request = tonic::Request::new(IntrospectRequest {

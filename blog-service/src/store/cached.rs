@@ -563,20 +563,10 @@ mod tests {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn on_sqlite_reads_come_from_memory_until_another_connection_commits() {
-        let dir = std::env::temp_dir().join(format!("blog-cache-{}", Uuid::now_v7().simple()));
-        std::fs::create_dir_all(&dir).expect("a temp dir");
+        let timeout = Duration::from_millis(200);
+        let (dir, pool) = crate::store::temp_sqlite("blog-cache", timeout).await;
         let file = dir.join("blog.db");
         let url = format!("sqlite://{}", file.display());
-        let timeout = Duration::from_millis(200);
-        let pool = pair_common::sql::SqlPool::connect(
-            Some(&url),
-            "blog.db",
-            "BLOG_DATABASE_URL",
-            timeout,
-            &crate::store::MIGRATIONS,
-        )
-        .await
-        .expect("SQLite opens");
         let reads = Arc::new(std::sync::atomic::AtomicUsize::new(0));
         let inner = Counting {
             inner: crate::store::SqlPostStore::new(pool),
@@ -587,9 +577,7 @@ mod tests {
         let cache = store.reads();
         wait_until("the first check", || cache.cache.is_live()).await;
         let store = Arc::new(store);
-        // Reads never ask auth-service; nothing listens here.
-        let auth = crate::introspect::Introspector::new("http://127.0.0.1:9", timeout)
-            .expect("a valid URL");
+        let auth = crate::introspect::Introspector::nowhere(timeout);
         let core = crate::service::BlogCore::new(store.clone(), Some(cache), auth);
         let content = |post: Post| Bytes::from(post.content);
         let count = |page: crate::domain::page::Page| Bytes::from(page.posts.len().to_string());

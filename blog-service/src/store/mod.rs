@@ -55,3 +55,25 @@ pub trait PostStore: Send + Sync + 'static {
     /// Succeeds while the store answers.
     async fn ping(&self) -> Result<(), StoreError>;
 }
+
+/// A migrated SQLite database, `blog.db` in a new directory under the system's temp
+/// directory named after `name` (the caller removes it): the directory and the pool.
+#[cfg(test)]
+pub(crate) async fn temp_sqlite(
+    name: &str,
+    timeout: std::time::Duration,
+) -> (std::path::PathBuf, pair_common::sql::SqlPool) {
+    let dir = std::env::temp_dir().join(format!("{name}-{}", Uuid::now_v7().simple()));
+    std::fs::create_dir_all(&dir).expect("a temp dir");
+    let url = format!("sqlite://{}", dir.join("blog.db").display());
+    let pool = pair_common::sql::SqlPool::connect(
+        Some(&url),
+        "blog.db",
+        "BLOG_DATABASE_URL",
+        timeout,
+        &MIGRATIONS,
+    )
+    .await
+    .expect("SQLite opens");
+    (dir, pool)
+}
